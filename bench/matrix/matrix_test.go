@@ -1,0 +1,100 @@
+package matrix
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestEmbeddedProfilesLoad(t *testing.T) {
+	for _, name := range []string{"smoke", "quick", "full"} {
+		p, err := Load(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(p.Cells()) == 0 {
+			t.Errorf("%s: no cells", name)
+		}
+	}
+	if got := Names(); strings.Join(got, ",") != "full,quick,smoke" {
+		t.Errorf("Names() = %v", got)
+	}
+}
+
+func TestQuickCoversTheBrief(t *testing.T) {
+	p, err := Load("quick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, c := range p.Cells() {
+		keys[c.Key()] = true
+	}
+	for _, want := range []string{
+		"crr-64/none/none/rate=off", "crr-64/ringbuf/hash/rate=1", "crr-64/ringbuf/hash/rate=10",
+		"crr-64/ringbuf/hash/rate=100", "crr-64/perf/hash/rate=1", "crr-64/ringbuf/lru_hash/rate=1",
+		"crr-64/ringbuf/percpu_hash/rate=1", "crr-64/ringbuf/lru_percpu_hash/rate=1",
+		"crr-64/ringbuf/hash/rate=1/bpf_stats=false", "rr-64/ringbuf/hash/rate=1", "stream-64k/ringbuf/hash/rate=1",
+	} {
+		if !keys[want] {
+			t.Errorf("quick lacks %s", want)
+		}
+	}
+	if len(keys) != 11 {
+		t.Errorf("quick has %d cells, want 11 (the time budget assumes it)", len(keys))
+	}
+}
+
+func TestExpansionDedupesAndNormalisesOff(t *testing.T) {
+	p, err := Parse("t", []byte(`
+run: {duration: 1s, pairs: 1}
+workloads: {w: {mode: crr, size: 64, concurrency: 1}}
+groups:
+  - {workloads: [w], transports: [ringbuf, perf], map_types: [hash, lru_hash], sample_rates: ["off", 1]}
+  - {workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1], bpf_stats: [true, false]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells := p.Cells()
+	// 1 off + 2x2 observed + 1 bpf_stats=false
+	if len(cells) != 6 {
+		for _, c := range cells {
+			t.Log(c.Key())
+		}
+		t.Fatalf("got %d cells, want 6", len(cells))
+	}
+	if cells[0].Key() != "w/none/none/rate=off" || cells[0].Observed() {
+		t.Errorf("first cell %s observed=%v", cells[0].Key(), cells[0].Observed())
+	}
+	if p.Run.HealthTimeout.D() == 0 {
+		t.Error("health timeout default not applied")
+	}
+}
+
+func TestBadProfilesAreOneLineErrors(t *testing.T) {
+	base := "run: {duration: 1s, pairs: 1}\nworkloads: {w: {mode: crr, size: 64, concurrency: 1}}\n"
+	cases := map[string]string{
+		"unknown key":   base + "groups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1], colour: red}]",
+		"bad map":       base + "groups: [{workloads: [w], transports: [ringbuf], map_types: [lru], sample_rates: [1]}]",
+		"bad transport": base + "groups: [{workloads: [w], transports: [xdp], map_types: [hash], sample_rates: [1]}]",
+		"bad rate":      base + "groups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [0]}]",
+		"bad workload":  base + "groups: [{workloads: [x], transports: [ringbuf], map_types: [hash], sample_rates: [1]}]",
+		"bad mode":      "run: {duration: 1s, pairs: 1}\nworkloads: {w: {mode: udp, size: 1, concurrency: 1}}\ngroups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1]}]",
+		"no pairs":      "run: {duration: 1s}\nworkloads: {w: {mode: crr, size: 1, concurrency: 1}}\ngroups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1]}]",
+		"bad duration":  "run: {duration: fast, pairs: 1}\n",
+		"empty axis":    base + "groups: [{workloads: [w], transports: [], map_types: [hash], sample_rates: [1]}]",
+	}
+	for name, y := range cases {
+		_, err := Parse("bad", []byte(y))
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "profile bad: ") {
+			t.Errorf("%s: not a one-line profile error: %q", name, err)
+		}
+	}
+	if _, err := Load("nope"); err == nil || !strings.Contains(err.Error(), "no such profile") {
+		t.Errorf("Load(nope) = %v", err)
+	}
+}

@@ -1,0 +1,251 @@
+// Package matrix turns a bench profile (YAML) into the ordered list of cells
+// to measure. A profile is data: axes grouped into cross products, so a
+// profile can vary one factor at a time instead of paying for a full grid.
+package matrix
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/profiles"
+)
+
+// Names accepted on each axis; they are the observer's flag values.
+var (
+	Modes      = []string{"stream", "rr", "crr"}
+	Transports = []string{"ringbuf", "perf"}
+	MapTypes   = []string{"hash", "lru_hash", "percpu_hash", "lru_percpu_hash"}
+)
+
+// Duration is a time.Duration written as "2s" in YAML and JSON.
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: bad duration %q (want e.g. 2s, 500ms)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes Go duration syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads Go duration syntax.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// SampleRate is the observer's --sample-rate; 0 means "off": no observer at all.
+type SampleRate int
+
+// Off is the sample rate of a cell that runs no observer in either arm.
+const Off SampleRate = 0
+
+func (r SampleRate) String() string {
+	if r == Off {
+		return "off"
+	}
+	return strconv.Itoa(int(r))
+}
+
+// ParseSampleRate reads "off" or a positive integer.
+func ParseSampleRate(s string) (SampleRate, error) {
+	if s == "off" {
+		return Off, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("bad sample rate %q (want off or an integer >= 1)", s)
+	}
+	return SampleRate(n), nil
+}
+
+// UnmarshalYAML reads "off" or an integer.
+func (r *SampleRate) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSampleRate(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*r = v
+	return nil
+}
+
+// MarshalJSON writes "off" or the number.
+func (r SampleRate) MarshalJSON() ([]byte, error) {
+	if r == Off {
+		return []byte(`"off"`), nil
+	}
+	return []byte(strconv.Itoa(int(r))), nil
+}
+
+// UnmarshalJSON reads "off" or the number.
+func (r *SampleRate) UnmarshalJSON(b []byte) error {
+	v, err := ParseSampleRate(strings.Trim(string(b), `"`))
+	*r = v
+	return err
+}
+
+// Workload is one loadgen client configuration.
+type Workload struct {
+	Name        string `yaml:"-" json:"name"`
+	Mode        string `yaml:"mode" json:"mode"`
+	Size        int    `yaml:"size" json:"size"`
+	Concurrency int    `yaml:"concurrency" json:"concurrency"`
+	Rate        int    `yaml:"rate,omitempty" json:"rate,omitempty"` // ops/s cap; 0 = as fast as possible
+}
+
+// RunSettings time and repeat every cell of a profile.
+type RunSettings struct {
+	Duration      Duration `yaml:"duration" json:"duration"`
+	Warmup        Duration `yaml:"warmup" json:"warmup"`
+	Settle        Duration `yaml:"settle" json:"settle"`
+	Pairs         int      `yaml:"pairs" json:"pairs"`
+	HealthTimeout Duration `yaml:"health_timeout" json:"health_timeout"`
+}
+
+// Group is one cross product of axes.
+type Group struct {
+	Workloads   []string     `yaml:"workloads"`
+	Transports  []string     `yaml:"transports"`
+	MapTypes    []string     `yaml:"map_types"`
+	SampleRates []SampleRate `yaml:"sample_rates"`
+	BPFStats    []bool       `yaml:"bpf_stats"` // empty = [true], the observer's default
+}
+
+// Profile is a parsed, validated bench matrix.
+type Profile struct {
+	Name        string              `yaml:"-"`
+	Description string              `yaml:"description"`
+	Run         RunSettings         `yaml:"run"`
+	Workloads   map[string]Workload `yaml:"workloads"`
+	Groups      []Group             `yaml:"groups"`
+}
+
+// Load reads a profile by name (smoke, quick, full: embedded) or by path to
+// a YAML file. Every error is one line naming the profile.
+func Load(nameOrPath string) (*Profile, error) {
+	var data []byte
+	var err error
+	name := nameOrPath
+	if strings.ContainsRune(nameOrPath, '/') || strings.HasSuffix(nameOrPath, ".yaml") || strings.HasSuffix(nameOrPath, ".yml") {
+		data, err = os.ReadFile(nameOrPath)
+		name = strings.TrimSuffix(filepath.Base(nameOrPath), filepath.Ext(nameOrPath))
+	} else {
+		data, err = profiles.FS.ReadFile(nameOrPath + ".yaml")
+		if err != nil {
+			return nil, fmt.Errorf("profile %q: no such profile (want smoke, quick, full or a path to a .yaml file)", nameOrPath)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %v", nameOrPath, err)
+	}
+	p, err := Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Parse decodes and validates profile YAML; unknown keys are errors.
+func Parse(name string, data []byte) (*Profile, error) {
+	var p Profile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("profile %s: %s", name, oneLine(err.Error()))
+	}
+	p.Name = name
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("profile %s: %v", name, err)
+	}
+	return &p, nil
+}
+
+func oneLine(s string) string {
+	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n")
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func (p *Profile) validate() error {
+	r := p.Run
+	switch {
+	case r.Duration <= 0:
+		return errors.New("run.duration must be > 0")
+	case r.Pairs < 1:
+		return errors.New("run.pairs must be >= 1")
+	case r.Warmup < 0 || r.Settle < 0:
+		return errors.New("run.warmup and run.settle must be >= 0")
+	}
+	if r.HealthTimeout <= 0 {
+		p.Run.HealthTimeout = Duration(30 * time.Second)
+	}
+	if len(p.Workloads) == 0 {
+		return errors.New("no workloads defined")
+	}
+	for name, w := range p.Workloads {
+		if !contains(Modes, w.Mode) {
+			return fmt.Errorf("workload %s: unknown mode %q (want %s)", name, w.Mode, strings.Join(Modes, "|"))
+		}
+		if w.Size < 1 || w.Concurrency < 1 || w.Rate < 0 {
+			return fmt.Errorf("workload %s: size and concurrency must be >= 1, rate >= 0", name)
+		}
+		w.Name = name
+		p.Workloads[name] = w
+	}
+	if len(p.Groups) == 0 {
+		return errors.New("no groups defined")
+	}
+	for i, g := range p.Groups {
+		if err := p.validateGroup(g); err != nil {
+			return fmt.Errorf("group %d: %v", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (p *Profile) validateGroup(g Group) error {
+	if len(g.Workloads) == 0 || len(g.Transports) == 0 || len(g.MapTypes) == 0 || len(g.SampleRates) == 0 {
+		return errors.New("workloads, transports, map_types and sample_rates must each list at least one value")
+	}
+	for _, w := range g.Workloads {
+		if _, ok := p.Workloads[w]; !ok {
+			return fmt.Errorf("unknown workload %q (not under workloads:)", w)
+		}
+	}
+	for _, t := range g.Transports {
+		if !contains(Transports, t) {
+			return fmt.Errorf("unknown transport %q (want %s)", t, strings.Join(Transports, "|"))
+		}
+	}
+	for _, m := range g.MapTypes {
+		if !contains(MapTypes, m) {
+			return fmt.Errorf("unknown map type %q (want %s)", m, strings.Join(MapTypes, "|"))
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

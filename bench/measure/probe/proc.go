@@ -1,0 +1,156 @@
+// Package probe reads what an observer costs from outside it: CPU and
+// memory from /proc, its BPF programs' kernel run-time statistics, its maps'
+// memory, and its own Prometheus metrics. Nothing here needs the observer's
+// cooperation except the metrics scrape, so any observer (bpftrace, a peer
+// agent) can be measured the same way.
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// clockTick is USER_HZ, the unit of utime/stime in /proc/<pid>/stat; it is
+// 100 on every Linux architecture Go supports.
+const clockTick = 100
+
+// Tree returns pid and all its descendants that are alive now.
+func Tree(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(p); err == nil {
+			children[st.ppid] = append(children[st.ppid], p)
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+type procStat struct {
+	ppid         int
+	utime, stime int64
+}
+
+func readStat(pid int) (procStat, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	// the command name may hold spaces and parentheses: fields start after the last ')'
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	var st procStat
+	st.ppid, _ = strconv.Atoi(f[1])
+	st.utime, _ = strconv.ParseInt(f[11], 10, 64)
+	st.stime, _ = strconv.ParseInt(f[12], 10, 64)
+	return st, nil
+}
+
+// CPUNs is the user+system CPU time the processes have used, in ns.
+func CPUNs(pids []int) int64 {
+	var ticks int64
+	for _, p := range pids {
+		if st, err := readStat(p); err == nil {
+			ticks += st.utime + st.stime
+		}
+	}
+	return ticks * (1e9 / clockTick)
+}
+
+// PeakRSS is the sum of the processes' peak resident set sizes (VmHWM), bytes.
+func PeakRSS(pids []int) int64 {
+	var total int64
+	for _, p := range pids {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				total += kb * 1024
+			}
+		}
+		f.Close()
+	}
+	return total
+}
+
+// FDObjects are the BPF objects the processes hold open.
+type FDObjects struct {
+	ProgIDs        map[uint32]bool
+	MapIDs         map[uint32]bool
+	MapMemlockByID map[uint32]int64
+}
+
+// MapMemlock is the memory the kernel charges for the maps, bytes.
+func (o FDObjects) MapMemlock() int64 {
+	var t int64
+	for _, m := range o.MapMemlockByID {
+		t += m
+	}
+	return t
+}
+
+// HeldObjects reads /proc/<pid>/fdinfo of every process: BPF program, link
+// and map fds name their object IDs there. This tells the observer's
+// programs apart from programs other people load at the same time.
+func HeldObjects(pids []int) FDObjects {
+	o := FDObjects{ProgIDs: map[uint32]bool{}, MapIDs: map[uint32]bool{}, MapMemlockByID: map[uint32]int64{}}
+	for _, p := range pids {
+		dir := fmt.Sprintf("/proc/%d/fdinfo", p)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil || !bytes.Contains(data, []byte("_id:")) {
+				continue
+			}
+			fields := parseFDInfo(data)
+			if id, ok := fields["prog_id"]; ok {
+				o.ProgIDs[uint32(id)] = true
+			}
+			if id, ok := fields["map_id"]; ok {
+				o.MapIDs[uint32(id)] = true
+				o.MapMemlockByID[uint32(id)] = fields["memlock"]
+			}
+		}
+	}
+	return o
+}
+
+func parseFDInfo(data []byte) map[string]int64 {
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			out[strings.TrimSpace(k)] = n
+		}
+	}
+	return out
+}

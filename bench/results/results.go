@@ -1,0 +1,215 @@
+// Package results is the schema of results.json: what a bench run measured,
+// raw samples included so every figure can be recomputed, and how it is
+// written (atomically, after every cell) and read back.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/stats"
+)
+
+// FileName is the name of the results file inside an output directory.
+const FileName = "results.json"
+
+// File is results.json.
+type File struct {
+	Meta  Meta   `json:"meta"`
+	Cells []Cell `json:"cells"`
+}
+
+// Meta describes the run and the machine.
+type Meta struct {
+	Kernel         string             `json:"kernel"`
+	Profile        string             `json:"profile"`
+	Commit         string             `json:"commit"`
+	CPUs           int                `json:"cpus"`
+	CPUModel       string             `json:"cpu_model,omitempty"`
+	Start          time.Time          `json:"start"`
+	End            time.Time          `json:"end,omitempty"`
+	Resumed        []time.Time        `json:"resumed,omitempty"`
+	GoVersion      string             `json:"go_version"`
+	Command        []string           `json:"command"`
+	Hostname       string             `json:"hostname,omitempty"`
+	LoadAvgAtStart string             `json:"loadavg_at_start,omitempty"`
+	ForeignBPFProg int                `json:"foreign_bpf_programs_at_start"` // loaded by others before we began
+	Observer       string             `json:"observer"`                      // binary or command measured
+	Loadgen        string             `json:"loadgen"`
+	Run            matrix.RunSettings `json:"run"`
+}
+
+// Latency is loadgen's latency_ns object.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Loadgen is one `loadgen client --json` result.
+type Loadgen struct {
+	Mode          string  `json:"mode"`
+	Ops           float64 `json:"ops"`
+	OpsPerSec     float64 `json:"ops_per_sec"`
+	Bytes         float64 `json:"bytes"`
+	ThroughputBps float64 `json:"throughput_bps"`
+	Errors        float64 `json:"errors"`
+	LatencyNs     Latency `json:"latency_ns"`
+}
+
+// Program is one BPF program's kernel statistics over a measured window.
+type Program struct {
+	ID        uint32 `json:"id"`
+	Name      string `json:"name"`
+	RunTimeNs uint64 `json:"run_time_ns"`
+	RunCount  uint64 `json:"run_count"`
+}
+
+// Probe is what bench saw of the observer during one measured window.
+type Probe struct {
+	AgentCPUNs        int64              `json:"agent_cpu_ns"`
+	AgentPeakRSSBytes int64              `json:"agent_peak_rss_bytes"`
+	Programs          []Program          `json:"programs,omitempty"`
+	MapMemlockBytes   int64              `json:"map_memlock_bytes"`
+	EventsLost        float64            `json:"events_lost"`
+	EventsSampledOut  float64            `json:"events_sampled_out"`
+	MapEntries        map[string]float64 `json:"map_entries,omitempty"`
+	MapCapacity       map[string]float64 `json:"map_capacity,omitempty"`
+	Scraped           bool               `json:"scraped"` // the observer's /metrics answered
+}
+
+// Sample is one measured run of one arm.
+type Sample struct {
+	Pair    int       `json:"pair"`
+	Seq     int       `json:"seq"` // position in the cell's ABBA sequence
+	Start   time.Time `json:"start"`
+	Loadgen Loadgen   `json:"loadgen"`
+	Probe   *Probe    `json:"probe,omitempty"`
+}
+
+// Cell is one configuration with its statistics and raw samples.
+type Cell struct {
+	Key          string            `json:"key"`
+	Workload     string            `json:"workload"`
+	WorkloadSpec matrix.Workload   `json:"workload_spec"`
+	Transport    string            `json:"transport"`
+	MapType      string            `json:"map_type"`
+	SampleRate   matrix.SampleRate `json:"sample_rate"`
+	BPFStats     bool              `json:"bpf_stats"`
+	Kernel       string            `json:"kernel"`
+	Status       string            `json:"status"` // ok | failed
+	Error        string            `json:"error,omitempty"`
+	Warnings     []string          `json:"warnings,omitempty"`
+	Start        time.Time         `json:"start"`
+	End          time.Time         `json:"end"`
+
+	ThroughputMetric      string                    `json:"throughput_metric"` // ops_per_sec or throughput_bps
+	ThroughputOverheadPct float64                   `json:"throughput_overhead_pct"`
+	CILow                 float64                   `json:"ci_low"`
+	CIHigh                float64                   `json:"ci_high"`
+	Significant           bool                      `json:"significant"`
+	PValue                float64                   `json:"p_value"` // Mann-Whitney U, baseline vs observed throughput
+	BaselineThroughput    stats.Summary             `json:"baseline_throughput"`
+	ObservedThroughput    stats.Summary             `json:"observed_throughput"`
+	LatencyOverheadPct    map[string]stats.Estimate `json:"latency_overhead_pct"`
+
+	BPFNsPerRun       map[string]float64 `json:"bpf_ns_per_run"`
+	RunsPerOp         map[string]float64 `json:"runs_per_op"`
+	EventsLost        float64            `json:"events_lost"`
+	EventsSampledOut  float64            `json:"events_sampled_out"`
+	AgentCPUPerOpNs   float64            `json:"agent_cpu_per_op_ns"`
+	AgentPeakRSSBytes int64              `json:"agent_peak_rss_bytes"`
+	MapMemoryBytes    int64              `json:"map_memory_bytes"`
+	MapEntries        map[string]float64 `json:"map_entries,omitempty"`
+	MapCapacity       map[string]float64 `json:"map_capacity,omitempty"`
+
+	Baseline []Sample `json:"baseline"`
+	Observed []Sample `json:"observed"`
+}
+
+// OK reports whether the cell was measured to the end.
+func (c *Cell) OK() bool { return c.Status == "ok" }
+
+// Label is a short human name: "crr-64 ringbuf hash rate=1".
+func (c *Cell) Label() string {
+	s := fmt.Sprintf("%s %s %s rate=%s", c.Workload, c.Transport, c.MapType, c.SampleRate)
+	if c.SampleRate == matrix.Off {
+		s = fmt.Sprintf("%s no observer (A/A)", c.Workload)
+	}
+	if !c.BPFStats {
+		s += " bpf_stats=off"
+	}
+	return s
+}
+
+// Find returns the cell with key, or nil.
+func (f *File) Find(key string) *Cell {
+	for i := range f.Cells {
+		if f.Cells[i].Key == key {
+			return &f.Cells[i]
+		}
+	}
+	return nil
+}
+
+// Put replaces the cell with the same key or appends it.
+func (f *File) Put(c Cell) {
+	if old := f.Find(c.Key); old != nil {
+		*old = c
+		return
+	}
+	f.Cells = append(f.Cells, c)
+}
+
+// Save writes dir/results.json atomically: a reader (or a crash) sees the
+// old file or the new one, never half of one.
+func Save(dir string, f *File) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".results-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, FileName))
+}
+
+// Load reads results.json from dir (or from a path to the file itself).
+func Load(dirOrFile string) (*File, error) {
+	path := dirOrFile
+	if st, err := os.Stat(dirOrFile); err == nil && st.IsDir() {
+		path = filepath.Join(dirOrFile, FileName)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var f File
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%s: not a bench results file: %v", path, err)
+	}
+	return &f, nil
+}

@@ -1,0 +1,137 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/probe"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+type measurer struct {
+	cfg                  Config
+	cellIndex, cellCount int
+	done, total          int // runs
+	begun                time.Time
+}
+
+func (m *measurer) measureCell(ctx context.Context, c matrix.Cell) (rc results.Cell) {
+	rc = results.Cell{
+		Key: c.Key(), Workload: c.Workload.Name, WorkloadSpec: c.Workload, Transport: c.Transport,
+		MapType: c.MapType, SampleRate: c.SampleRate, BPFStats: c.BPFStats, Kernel: Kernel(),
+		Start: time.Now().UTC(), Status: "failed", Baseline: []results.Sample{}, Observed: []results.Sample{},
+	}
+	defer func() { rc.End = time.Now().UTC(); rc.Summarize() }()
+	if !c.BPFStats && probe.StatsSysctl() == "1" {
+		rc.Warnings = append(rc.Warnings, "kernel.bpf_stats_enabled=1 system-wide: this bpf_stats=false cell still pays for statistics")
+	}
+	srv, err := startServer(ctx, m.cfg.LoadgenBin)
+	if err != nil {
+		rc.Error = err.Error()
+		m.done += 2 * m.cfg.Profile.Run.Pairs
+		return rc
+	}
+	defer func() {
+		if err := srv.stop(); err != nil && !srv.proc.killedBy(syscall.SIGTERM) {
+			rc.Warnings = append(rc.Warnings, "loadgen server: "+err.Error())
+		}
+	}()
+	pairs := m.cfg.Profile.Run.Pairs
+	seq := 0
+	for pair := 0; pair < pairs; pair++ {
+		arms := []bool{false, true} // AB, then BA: ABBA cancels linear drift
+		if pair%2 == 1 {
+			arms = []bool{true, false}
+		}
+		for _, observedArm := range arms {
+			m.progress(c, pair, observedArm)
+			s, warns, err := m.runArm(ctx, c, srv.addr, observedArm)
+			m.done++
+			rc.Warnings = append(rc.Warnings, warns...)
+			if err != nil {
+				rc.Error = fmt.Sprintf("pair %d %s: %v", pair+1, armName(observedArm), err)
+				m.done += 2*pairs - seq - 1
+				return rc
+			}
+			s.Pair, s.Seq = pair, seq
+			seq++
+			if s.Loadgen.Errors > 0 {
+				rc.Warnings = append(rc.Warnings, fmt.Sprintf("pair %d %s: loadgen reported %v errors", pair+1, armName(observedArm), s.Loadgen.Errors))
+			}
+			if observedArm {
+				rc.Observed = append(rc.Observed, s)
+			} else {
+				rc.Baseline = append(rc.Baseline, s)
+			}
+		}
+	}
+	rc.Status = "ok"
+	return rc
+}
+
+func armName(observed bool) string {
+	if observed {
+		return "observed"
+	}
+	return "baseline"
+}
+
+// runArm is one run: [observer start, healthy] → settle → warm-up → measured window.
+func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, observedArm bool) (s results.Sample, warnings []string, err error) {
+	run := m.cfg.Profile.Run
+	var obs *runningObserver
+	if observedArm && c.Observed() {
+		if obs, err = startObserver(ctx, m.cfg.Observer, c, run.HealthTimeout.D()); err != nil {
+			return s, nil, err
+		}
+		defer func() { warnings = append(warnings, obs.stop(m.cfg.Observer.external())...) }()
+	}
+	// the same idle gap before every run of both arms: a run after idle
+	// time is slower here, and the observer's start-up must not decide that
+	if err := sleep(ctx, run.Settle.D()); err != nil {
+		return results.Sample{}, warnings, err
+	}
+	if run.Warmup > 0 {
+		if _, err := runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, run.Warmup.D()); err != nil {
+			return results.Sample{}, warnings, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	var before snapshot
+	if obs != nil {
+		before = obs.snapshot(ctx)
+	}
+	s.Start = time.Now().UTC()
+	lg, err := runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, run.Duration.D())
+	if err != nil {
+		return s, warnings, err
+	}
+	s.Loadgen = lg
+	if obs != nil {
+		s.Probe = obs.window(before, obs.snapshot(ctx))
+		if obs.proc.exited() {
+			return s, warnings, fmt.Errorf("observer died during the measured window: %v: %s", obs.proc.exitErr(), lastLine(obs.proc.tail()))
+		}
+	}
+	return s, warnings, nil
+}
+
+func (m *measurer) progress(c matrix.Cell, pair int, observedArm bool) {
+	eta := "?"
+	if m.done > 0 {
+		per := time.Since(m.begun) / time.Duration(m.done)
+		eta = (per * time.Duration(m.total-m.done)).Round(time.Second).String()
+	}
+	stats := ""
+	if !c.BPFStats {
+		stats = " bpf_stats=false"
+	}
+	fmt.Fprintf(m.cfg.Log, "[cell %d/%d] %s %s %s rate=%s%s pair %d/%d %s … ETA %s\n",
+		m.cellIndex, m.cellCount, c.Workload.Name, c.Transport, c.MapType, c.SampleRate, stats,
+		pair+1, m.cfg.Profile.Run.Pairs, armName(observedArm), eta)
+}
