@@ -52,13 +52,20 @@ type Result struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Prelude runs first in every guest: it mounts what the BPF tooling needs
-// (virtme-ng mounts proc, sys and cgroup2 but not tracefs or bpffs) and sets a
-// Go environment that works on a read-only host filesystem without network.
-const Prelude = `mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+// MountPrelude mounts what the BPF tooling needs when it is missing: tracefs
+// (cilium/ebpf attaches tracepoints through it), debugfs and bpffs. It is
+// safe on the host too.
+const MountPrelude = `mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mountpoint -q /sys/kernel/debug 2>/dev/null || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null
-grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+`
+
+// Prelude runs first in every guest: MountPrelude, cgroup v2 at
+// /sys/fs/cgroup (virtme-ng normally mounts it; older kernels may not get
+// it), loopback up, and a Go environment that works on the read-only host
+// filesystem without network. Never run it on the host: there
+// /sys/fs/cgroup may be a cgroup v1 hierarchy.
+const Prelude = MountPrelude + `grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 ip link set lo up 2>/dev/null
 export HOME=/root PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=off VMTEST_GUEST=1

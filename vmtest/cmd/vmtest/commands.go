@@ -12,6 +12,7 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/features"
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/guest"
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/kernels"
+	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/matrix"
 )
 
 var start = time.Now()
@@ -137,12 +138,23 @@ func cmdRun(ctx context.Context, args []string) int {
 		}
 	}
 	defer os.RemoveAll(state)
+	// The host filesystem is read-only in the guest: go commands there need
+	// a writable build cache.
+	env := passEnv()
+	if os.Getenv("GOCACHE") == "" {
+		gocache := filepath.Join(*cacheDir, "gocache-guest")
+		if err := os.MkdirAll(gocache, 0o755); err != nil {
+			return fail(err)
+		}
+		env = append(env, "GOCACHE="+gocache)
+		rw = append(rw, gocache)
+	}
 	res, err := guest.Run(ctx, guest.Options{
 		Vmlinuz: p.Kernel.Vmlinuz, Release: p.Kernel.Release,
 		Command: guest.JoinCommand(argv), Timeout: *timeout,
 		CPUs: *cpus, Memory: *memory, KVM: p.KVM.Works,
 		Cwd: wd, RWDirs: append([]string{guest.ProjectRoot(wd)}, rw...), StateDir: state,
-		Env: passEnv(),
+		Env: env,
 	})
 	if err != nil {
 		return fail(err)
@@ -167,6 +179,58 @@ func passEnv() []string {
 
 type stringList []string
 
-func (s *stringList) String() string                   { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error               { *s = append(*s, v); return nil }
-func cmdMatrix(ctx context.Context, args []string) int { return 2 }
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func cmdMatrix(ctx context.Context, args []string) int {
+	fs, cacheDir := newFlags("matrix")
+	out := fs.String("out", "results/kernels", "result folder")
+	kernelList := fs.String("kernels", strings.Join(matrix.DefaultKernels, ","), "comma-separated kernel version prefixes (empty: host only, with --include-host)")
+	includeHost := fs.Bool("include-host", false, "also run everything on the host's own kernel")
+	var testCmds stringList
+	fs.Var(&testCmds, "test-cmd", "test command run in each kernel (repeatable; default: "+strings.Join(matrix.DefaultTestCmds, "; ")+")")
+	noTests := fs.Bool("no-tests", false, "run no test commands")
+	benchCmd := fs.String("bench-cmd", matrix.DefaultBenchCmd, "bench command; {bench} is bin/bench, {out} the kernel's result folder")
+	benchBin := fs.String("bench", "", "bench binary (default PROJECT/bin/bench, built when missing)")
+	cpus := fs.Int("cpus", 2, "guest CPUs")
+	memory := fs.String("memory", "2G", "guest memory")
+	kvm := fs.String("kvm", guest.KVMAuto, "auto (probe once, cached), on, or off (TCG)")
+	testsTimeout := fs.Duration("tests-timeout", 30*time.Minute, "limit for each test command inside a kernel")
+	benchTimeout := fs.Duration("bench-timeout", 20*time.Minute, "limit for the bench inside a kernel")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	wd, _ := os.Getwd()
+	cfg := matrix.Config{
+		Out: *out, IncludeHost: *includeHost, CacheDir: *cacheDir,
+		Project: guest.ProjectRoot(wd), VMTest: self, Bench: *benchBin,
+		TestCmds: testCmds, BenchCmd: *benchCmd,
+		TestsTimeout: *testsTimeout, BenchTimeout: *benchTimeout,
+		CPUs: *cpus, Memory: *memory, KVM: *kvm, Log: logf,
+	}
+	if *noTests {
+		cfg.TestCmds = []string{}
+	}
+	for _, k := range strings.Split(*kernelList, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			cfg.Kernels = append(cfg.Kernels, k)
+		}
+	}
+	if len(cfg.Kernels) == 0 && !cfg.IncludeHost {
+		return fail(fmt.Errorf("no kernels: give --kernels or --include-host"))
+	}
+	sums, err := matrix.Run(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	code := 0
+	for _, s := range sums {
+		if !s.OK() {
+			code = 1
+		}
+	}
+	return code
+}
