@@ -1,0 +1,82 @@
+package report
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results/resultstest"
+)
+
+func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
+	dir := t.TempDir()
+	f := resultstest.File("6.18.0", 1, resultstest.Curve(6, 2, 0.5, 0.02, 6)...)
+	f.Cells[2].Warnings = []string{"observer did not stop cleanly: exit status 1"}
+	if err := Write(f, dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "Cost of the kernel's BPF run-time statistics",
+		"crr-64 ringbuf hash rate=1", "`handle_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png"} {
+		if !bytes.Contains(md, []byte(want)) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	pngs, _ := filepath.Glob(filepath.Join(dir, "*.png"))
+	if len(pngs) < 5 {
+		t.Errorf("only %d plots: %v", len(pngs), pngs)
+	}
+	for _, p := range pngs {
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(fh)
+		fh.Close()
+		if err != nil || img.Bounds().Dx() < 100 || img.Bounds().Dy() < 100 {
+			t.Errorf("%s: not a real PNG (%v)", p, err)
+		}
+		if !bytes.Contains(md, []byte(filepath.Base(p))) {
+			t.Errorf("report.md does not show %s", filepath.Base(p))
+		}
+	}
+	bs, _ := os.ReadFile(filepath.Join(dir, "benchstat.txt"))
+	line := "BenchmarkOverhead/workload=crr-64/transport=ringbuf/map=hash/rate=1/arm=observed 1 "
+	if !bytes.Contains(bs, []byte(line)) || !bytes.Contains(bs, []byte(" ops/s ")) {
+		t.Errorf("benchstat.txt:\n%s", bs)
+	}
+}
+
+func TestKernelsComparison(t *testing.T) {
+	dir := t.TempDir()
+	a := resultstest.File("6.1.0-47-amd64", 1, resultstest.Curve(6, 2, 0.5, 0.02, 5)...)
+	b := resultstest.File("6.12.0", 2, resultstest.Curve(3, 1, 0.2, 0.02, 5)...)
+	if err := WriteKernels([]*results.File{a, b}, dir); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "kernels.md"))
+	if !strings.Contains(string(md), "6.1.0-47-amd64") || !strings.Contains(string(md), "kernels.png") {
+		t.Errorf("kernels.md:\n%s", md)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "kernels.png")); err != nil || st.Size() < 1000 {
+		t.Errorf("kernels.png: %v", err)
+	}
+	if err := WriteKernels([]*results.File{a}, dir); err == nil {
+		t.Error("one kernel accepted")
+	}
+}
+
+func TestReproduceQuotes(t *testing.T) {
+	f := resultstest.File("k", 1)
+	f.Meta.Command = []string{"bin/bench", "run", "--observer-cmd", "bpftrace -e 'x'"}
+	if got := Reproduce(f.Meta); got != `bin/bench run --observer-cmd 'bpftrace -e '\''x'\'''` {
+		t.Errorf("Reproduce = %s", got)
+	}
+}
