@@ -1,0 +1,225 @@
+// Package loader puts the observer's programs into the kernel with the
+// choices made at start (map type, transport, sampling), attaches them and
+// takes them all out again on Close.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
+)
+
+// Options are the load-time choices; no recompiling is needed for any of them.
+type Options struct {
+	Ringbuf        bool         // transport: BPF ring buffer, else perf event array
+	RingbufBytes   uint32       // ring buffer size (power of two, page multiple)
+	ConnMapType    ebpf.MapType // Hash, LRUHash, PerCPUHash or LRUCPUHash
+	MaxConnections uint32       // capacity of the connection-state map
+	SampleRate     uint32       // keep 1 in N per-ACK samples
+	CgroupPath     string       // cgroup v2 dir for sock_ops; "" finds the mount
+	BPFStats       bool         // enable the kernel's run-time statistics
+	Log            *slog.Logger
+}
+
+// Program names as the kernel knows them (and as metrics label them).
+var ProgramNames = []string{"set_state", "retransmit", "recv_reset", "send_reset", "sock_ops"}
+
+// Observer is the loaded and attached kernel side.
+type Observer struct {
+	Objs     bpf.TcpobsObjects
+	Opts     Options
+	Disabled map[string]string // feature -> why it is off
+	links    []link.Link
+	stats    io.Closer
+}
+
+// ErrPrivileges marks failures that root (or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN) fixes.
+var ErrPrivileges = errors.New("insufficient privileges (run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+
+// Load loads, configures and attaches every program. On error nothing stays
+// loaded or attached.
+func Load(o Options) (obs *Observer, err error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		o.Log.Debug("memlock rlimit not raised; relying on memory cgroup accounting", "err", err)
+	}
+	obs = &Observer{Opts: o, Disabled: map[string]string{}}
+	defer func() {
+		if err != nil {
+			obs.Close()
+		}
+	}()
+
+	spec, err := bpf.LoadTcpobs()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	if err := obs.configure(spec); err != nil {
+		return nil, err
+	}
+	if err := spec.LoadAndAssign(&obs.Objs, nil); err != nil {
+		return nil, explain("load BPF programs", err)
+	}
+	if o.BPFStats {
+		// Costs a clock read per program run; the bench measures how much.
+		if obs.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
+			obs.Disabled["bpf_stats"] = fmt.Sprintf("BPF_ENABLE_STATS failed: %v (needs 5.8)", err)
+			err = nil
+		}
+	}
+	if err := obs.attach(); err != nil {
+		return nil, err
+	}
+	for f, why := range obs.Disabled {
+		o.Log.Warn("feature off", "feature", f, "why", why)
+	}
+	return obs, nil
+}
+
+func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
+	o := obs.Opts
+	conns := spec.Maps["conns"]
+	conns.Type = o.ConnMapType
+	conns.MaxEntries = o.MaxConnections
+	percpu := o.ConnMapType == ebpf.PerCPUHash || o.ConnMapType == ebpf.LRUCPUHash
+	if err := features.HaveMapType(o.ConnMapType); err != nil {
+		return fmt.Errorf("map type %s is not supported by this kernel: %w (choose --map-type hash)", o.ConnMapType, err)
+	}
+	if o.Ringbuf {
+		if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+			return fmt.Errorf("ring buffer is not supported by this kernel (needs 5.8): %w (use --transport perf)", err)
+		}
+		spec.Maps["events_rb"].MaxEntries = o.RingbufBytes
+	} else {
+		// Keep the unused ring small; the program never writes it.
+		spec.Maps["events_rb"].MaxEntries = uint32(os.Getpagesize())
+	}
+	havePercpuLookup := features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnMapLookupPercpuElem) == nil
+	if percpu && !havePercpuLookup {
+		obs.Disabled["percpu_merge"] = "bpf_map_lookup_percpu_elem missing (needs 5.19): per-CPU close records carry only the closing CPU's share; user space completes what it saw at flushes"
+	}
+	// The ring buffer wakes the reader once a batch has piled up; the reader
+	// also drains on a timer, so a trickle is never stranded.
+	wake := o.RingbufBytes / 16
+	set := map[string]any{
+		"sample_rate":        o.SampleRate,
+		"use_ringbuf":        boolByte(o.Ringbuf),
+		"percpu_conns":       boolByte(percpu),
+		"have_percpu_lookup": boolByte(havePercpuLookup),
+		"nr_cpus":            uint32(runtime.NumCPU()),
+		"wakeup_bytes":       wake,
+	}
+	if n, err := ebpf.PossibleCPU(); err == nil {
+		set["nr_cpus"] = uint32(n)
+	}
+	for name, v := range set {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %q (regenerate with 'make generate')", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (obs *Observer) attach() error {
+	raw := []struct {
+		tp   string
+		prog *ebpf.Program
+	}{
+		{"inet_sock_set_state", obs.Objs.SetState},
+		{"tcp_retransmit_skb", obs.Objs.Retransmit},
+		{"tcp_receive_reset", obs.Objs.RecvReset},
+		{"tcp_send_reset", obs.Objs.SendReset},
+	}
+	for _, r := range raw {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: r.tp, Program: r.prog})
+		if err != nil {
+			return explain("attach raw tracepoint "+r.tp, err)
+		}
+		obs.links = append(obs.links, l)
+	}
+	cg := obs.Opts.CgroupPath
+	if cg == "" {
+		var err error
+		if cg, err = mounts.Cgroup2(); err != nil {
+			return err
+		}
+	}
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupSockOps, Program: obs.Objs.SockOps})
+	if err != nil {
+		return explain("attach sock_ops to cgroup "+cg, err)
+	}
+	obs.links = append(obs.links, l)
+	return nil
+}
+
+// Programs returns the loaded programs by kernel name.
+func (obs *Observer) Programs() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{
+		"set_state":  obs.Objs.SetState,
+		"retransmit": obs.Objs.Retransmit,
+		"recv_reset": obs.Objs.RecvReset,
+		"send_reset": obs.Objs.SendReset,
+		"sock_ops":   obs.Objs.SockOps,
+	}
+}
+
+// PercpuConns reports whether the connection map keeps one value per CPU.
+func (obs *Observer) PercpuConns() bool {
+	t := obs.Opts.ConnMapType
+	return t == ebpf.PerCPUHash || t == ebpf.LRUCPUHash
+}
+
+// Close detaches and unloads everything, in reverse order.
+func (obs *Observer) Close() error {
+	var errs []error
+	for i := len(obs.links) - 1; i >= 0; i-- {
+		errs = append(errs, obs.links[i].Close())
+	}
+	obs.links = nil
+	if obs.stats != nil {
+		errs = append(errs, obs.stats.Close())
+		obs.stats = nil
+	}
+	errs = append(errs, obs.Objs.Close())
+	return errors.Join(errs...)
+}
+
+// explain turns kernel errors into a cause and a fix.
+func explain(what string, err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%s: %w: %w", what, ErrPrivileges, err)
+	case errors.As(err, &ve):
+		return fmt.Errorf("%s: rejected by this kernel's verifier (unsupported kernel?): %.400v", what, ve)
+	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%s: not supported by this kernel (needs Linux 5.10+ with BTF): %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
