@@ -96,7 +96,7 @@ type mapProbe struct {
 	mt   ebpf.MapType
 }
 
-// MapTypes: the four connection-state map types first (the names are the
+// MapTypeProbes: the four connection-state map types first (the names are the
 // observer's --map-type values), then the transports and helpers' maps.
 var MapTypeProbes = []mapProbe{
 	{"hash", ebpf.Hash},
@@ -196,6 +196,18 @@ func Probe(opts Options) *Report {
 		ok, detail := tracepointExists(tracefs, tp)
 		r.add(CatTracepoint, tp, ok, detail)
 	}
+
+	// The kprobe program type can exist while kprobe events cannot be
+	// created (CONFIG_KPROBE_EVENTS off, as on the Firecracker host).
+	kp, kpDetail := false, "no tracefs"
+	if terr == nil {
+		_, err := os.Stat(filepath.Join(tracefs, "kprobe_events"))
+		kp, kpDetail = err == nil, errDetail(err)
+		if errors.Is(err, os.ErrNotExist) {
+			kpDetail = "no kprobe_events in tracefs (CONFIG_KPROBE_EVENTS off)"
+		}
+	}
+	r.add(CatKernel, "kprobe_events", kp, kpDetail)
 
 	ring := r.Has(CatMapType, "ringbuf") && r.Has(CatHelper, "tracepoint/bpf_ringbuf_output")
 	r.add(CatTransport, "ringbuf", ring, "")

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/kernels"
 )
@@ -65,4 +67,20 @@ func ProjectRoot(dir string) string {
 		}
 		d = parent
 	}
+}
+
+// GoCache is the build cache go commands in the guest use: the host's own
+// (`go env GOCACHE`), shared writable, so that what the host compiled (the
+// tests' packages, prewarmed by the matrix) is not compiled again under TCG.
+// The Go cache is safe for concurrent use by several processes. fallback is
+// used when there is no go on the host.
+func GoCache(ctx context.Context, fallback string) string {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOCACHE").Output()
+	if d := strings.TrimSpace(string(out)); err == nil && filepath.IsAbs(d) {
+		if os.MkdirAll(d, 0o755) == nil {
+			return d
+		}
+	}
+	_ = os.MkdirAll(fallback, 0o755)
+	return fallback
 }

@@ -70,7 +70,7 @@ func goTestPatterns(cmd string) []string {
 // written), or a program that does not exist.
 func testAvailability(ctx context.Context, project, cmd string) string {
 	if pats := goTestPatterns(cmd); pats != nil {
-		args := append([]string{"list", "-e"}, pats...)
+		args := append([]string{"list", "-e", "-f", "{{if .Name}}{{.ImportPath}}{{end}}"}, pats...)
 		c := exec.CommandContext(ctx, "go", args...)
 		c.Dir = project
 		out, _ := c.Output()

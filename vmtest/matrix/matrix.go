@@ -173,7 +173,7 @@ func runKernel(ctx context.Context, cfg Config, cache kernels.Cache, version, be
 		return s
 	}
 	steps := planSteps(ctx, cfg, dir, bench, benchMissing)
-	gocache := filepath.Join(cfg.CacheDir, "gocache-guest")
+	gocache := guest.GoCache(ctx, filepath.Join(cfg.CacheDir, "gocache-guest"))
 	prewarm(ctx, cfg, gocache, progress)
 	var limit time.Duration = cfg.BootAllowance
 	for _, st := range steps {

@@ -61,9 +61,9 @@ func writeComparisonPNG(path string, ks []kernelData) error {
 // groupedBars adds one bar series per group over the kernels on the x axis.
 func groupedBars(p *plot.Plot, groups []string, values map[string]plotter.Values) error {
 	n := float64(len(groups))
-	width := vg.Points(40 / n)
-	if width < 6 {
-		width = 6
+	width := vg.Points(100 / n)
+	if width > 25 {
+		width = 25
 	}
 	for i, g := range groups {
 		bars, err := plotter.NewBarChart(values[g], width)

@@ -142,10 +142,7 @@ func cmdRun(ctx context.Context, args []string) int {
 	// a writable build cache.
 	env := passEnv()
 	if os.Getenv("GOCACHE") == "" {
-		gocache := filepath.Join(*cacheDir, "gocache-guest")
-		if err := os.MkdirAll(gocache, 0o755); err != nil {
-			return fail(err)
-		}
+		gocache := guest.GoCache(ctx, filepath.Join(*cacheDir, "gocache-guest"))
 		env = append(env, "GOCACHE="+gocache)
 		rw = append(rw, gocache)
 	}
