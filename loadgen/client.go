@@ -296,6 +296,7 @@ func (w *worker) run(r *runner, id int) {
 	if r.cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(n) / r.cfg.Rate)
 		due = interval * time.Duration(id) / time.Duration(n)
+		preciseSleeper()
 	}
 	for !r.stop.Load() {
 		now := time.Since(r.base)
@@ -305,7 +306,7 @@ func (w *worker) run(r *runner, id int) {
 				break
 			}
 			if due > now {
-				time.Sleep(due - now)
+				sleepUntil(r.base, due)
 			}
 			begin = due
 			due += interval

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +30,7 @@ const usage = `usage:
   loadgen server --listen ADDR
   loadgen client --mode stream|rr|crr --target ADDR --duration D --concurrency N
                  [--size BYTES] [--rate OPS] [--warmup D] [--source IP] [--timeout D] [--json]
+                 [--cpuprofile FILE]
 `
 
 const serverProcs = 1024
@@ -152,6 +154,7 @@ func client(args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.Size, "size", 0, "bytes per write (stream, default 131072) or per message (rr/crr, default 64)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total operations per second, open loop (0: closed loop)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the client to FILE (go tool pprof)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -170,6 +173,17 @@ func client(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return err

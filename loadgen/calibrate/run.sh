@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Calibrates loadgen against reference tools on loopback, in one run:
+#   stream  vs iperf3 (one stream, 128 KiB writes)        target >= 0.7
+#   rr      vs sockperf ping-pong (64 B, one connection)   target >= 0.7
+#   crr     vs crr.c, a C connect/send/recv/close loop     target >= 0.8
+# Reference and loadgen alternate, each for SECONDS (default 5), and the table
+# is printed in markdown. Usage: loadgen/calibrate/run.sh [SECONDS]
+set -euo pipefail
+secs=${1:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+need=()
+for tool in iperf3 sockperf gcc python3; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if ((${#need[@]})); then
+	echo "installing: ${need[*]}" >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+(cd "$root" && go build -o "$tmp/loadgen" ./loadgen/cmd/loadgen)
+gcc -O2 -o "$tmp/crr" "$here/crr.c"
+
+lg_port=25301 ip_port=25302 sp_port=25303
+"$tmp/loadgen" server --listen "127.0.0.1:$lg_port" 2>"$tmp/lg.log" & pids+=($!)
+iperf3 -s -p "$ip_port" >"$tmp/iperf3.log" 2>&1 & pids+=($!)
+sockperf server --tcp -i 127.0.0.1 -p "$sp_port" >"$tmp/sockperf.log" 2>&1 & pids+=($!)
+sleep 1
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
+loadgen() { "$tmp/loadgen" client --target "127.0.0.1:$lg_port" --duration "$secs" --concurrency 1 --json "$@"; }
+
+# stream: bits per second received
+ref_stream=$(iperf3 -c 127.0.0.1 -p "$ip_port" -t "$secs" -O 1 -J | json "d['end']['sum_received']['bits_per_second']")
+lg_stream=$(loadgen --mode stream | json "d['throughput_bps']")
+# rr: 64-byte round trips per second
+ref_rr=$(sockperf ping-pong --tcp -i 127.0.0.1 -p "$sp_port" -t "$secs" -m 64 2>&1 | grep 'Valid Duration' |
+	sed -n 's/.*RunTime=\([0-9.]*\) sec.*ReceivedMessages=\([0-9]*\).*/\2 \1/p' | awk '{printf "%.0f", $1 / $2}')
+lg_rr=$(loadgen --mode rr --size 64 | json "d['ops_per_sec']")
+# crr: connect, 64-byte request and response, close, per second
+ref_crr=$("$tmp/crr" 127.0.0.1 "$lg_port" "$secs" 64 | awk '{print $2}')
+lg_crr=$(loadgen --mode crr --size 64 | json "d['ops_per_sec']")
+
+echo "| workload | reference | reference | loadgen | ratio | target |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+row() { # name reference ref lg unit scale target
+	awk -v n="$1" -v r="$2" -v a="$3" -v b="$4" -v u="$5" -v s="$6" -v t="$7" 'BEGIN {
+		ratio = b / a
+		printf "| %s | %s | %.2f %s | %.2f %s | %.2f | >= %s %s |\n", n, r, a / s, u, b / s, u, ratio, t, (ratio >= t ? "ok" : "MISSED")
+	}'
+}
+row stream "iperf3" "$ref_stream" "$lg_stream" "Gbit/s" 1e9 0.7
+row rr "sockperf ping-pong" "$ref_rr" "$lg_rr" "kops/s" 1e3 0.7
+row crr "crr.c (C loop)" "$ref_crr" "$lg_crr" "kops/s" 1e3 0.8
+echo
+echo "$(date -u +%FT%TZ), $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), ${secs}s per measurement"
