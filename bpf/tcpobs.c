@@ -186,8 +186,12 @@ static __always_inline void merge_state(struct conn_state *dst, struct conn_stat
 		dst->direction = src->direction;
 		dst->acked_base = src->acked_base;
 	}
+	if (src->sport)
+		dst->sport = src->sport;
 	dst->flags |= src->flags;
+	dst->retransmits += src->retransmits;
 	dst->rtt_samples += src->rtt_samples;
+	dst->rtt_sum_us += src->rtt_sum_us;
 	for (int b = 0; b < RTT_BUCKETS; b++)
 		dst->rtt_hist[b] += src->rtt_hist[b];
 }
@@ -406,8 +410,13 @@ int sock_ops(struct bpf_sock_ops *skops)
 		rtt = skops->srtt_us >> 3;
 	__sync_fetch_and_add(&st->rtt_hist[log2_bucket(rtt)], 1);
 	__sync_fetch_and_add(&st->rtt_samples, 1);
-	st->bytes_acked = skops->bytes_acked;
-	st->bytes_received = skops->bytes_received;
+	__sync_fetch_and_add(&st->rtt_sum_us, rtt);
+	// Past ESTABLISHED the counters include a FIN's sequence number; the
+	// exact totals come at CLOSE, so live values stop here and never run ahead.
+	if (skops->state == TCP_ESTABLISHED) {
+		st->bytes_acked = skops->bytes_acked;
+		st->bytes_received = skops->bytes_received;
+	}
 	st->srtt_us = skops->srtt_us >> 3;
 	st->snd_cwnd = skops->snd_cwnd;
 	st->total_retrans = skops->total_retrans;

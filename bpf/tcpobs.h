@@ -64,6 +64,7 @@ struct conn_state {
 	__u32 snd_cwnd;
 	__u32 rtt_samples;
 	__u32 flags;
+	__u64 rtt_sum_us;     /* sum of the kept RTT samples */
 	__u16 family;
 	__u16 sport;
 	__u16 dport;

@@ -53,6 +53,7 @@ type TcpobsConnState struct {
 	SndCwnd       uint32
 	RttSamples    uint32
 	Flags         uint32
+	RttSumUs      uint64
 	Family        uint16
 	Sport         uint16
 	Dport         uint16

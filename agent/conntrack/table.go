@@ -1,0 +1,334 @@
+package conntrack
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
+)
+
+// State is one entry of the kernel's connection map.
+type State = bpf.TcpobsConnState
+
+// Options configure a Table.
+type Options struct {
+	Retention time.Duration // how long closed connections stay visible (>= 30s)
+	MaxSeries int           // cap on connections with per-connection series
+	Resolver  Resolver      // nil: no workload context
+	Now       func() time.Time
+	// KtimeToWall converts the kernel's monotonic nanoseconds to wall time.
+	KtimeToWall func(ns uint64) time.Time
+}
+
+// Counters are the table's own totals, for self-metrics.
+type Counters struct {
+	Closes, Snapshots, Evicted, SeriesOverflow, LostOpen uint64
+}
+
+// Table is safe for concurrent use: the event reader, the flusher and
+// scrapes each take the lock briefly.
+type Table struct {
+	opt     Options
+	mu      sync.Mutex
+	open    map[uint64]*Conn // by socket address
+	closed  map[connKey]*Conn
+	order   []*Conn // closed connections in close order, for eviction
+	rollups map[RollupKey]*Rollup
+	series  int
+	flushes uint64
+	procs   map[[16]byte]string // interned command names
+	free    []*Conn
+	ctr     Counters
+}
+
+// New returns an empty table.
+func New(o Options) *Table {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * time.Second
+	}
+	return &Table{
+		opt:     o,
+		open:    map[uint64]*Conn{},
+		closed:  map[connKey]*Conn{},
+		rollups: map[RollupKey]*Rollup{},
+		procs:   map[[16]byte]string{},
+	}
+}
+
+func (t *Table) procName(comm [16]int8) string {
+	var b [16]byte
+	for i, c := range comm {
+		b[i] = byte(c)
+	}
+	if s, ok := t.procs[b]; ok {
+		return s
+	}
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	s := string(b[:n])
+	if len(t.procs) < 65536 {
+		t.procs[b] = s
+	}
+	return s
+}
+
+func (t *Table) newConn() *Conn {
+	if n := len(t.free); n > 0 {
+		c := t.free[n-1]
+		t.free = t.free[:n-1]
+		*c = Conn{}
+		return c
+	}
+	return new(Conn)
+}
+
+// fill sets identity fields from a kernel state the first time they are known.
+func (t *Table) fill(c *Conn, s *State) {
+	if s.Family != 0 {
+		c.SrcIP, c.DstIP = addrFrom(s.Family, &s.Saddr), addrFrom(s.Family, &s.Daddr)
+		if s.Sport != 0 {
+			c.SrcPort = s.Sport
+		}
+		c.DstPort = s.Dport
+	}
+	if c.PID == 0 && s.Owner.Pid != 0 {
+		c.PID = s.Owner.Pid
+		c.Process = t.procName(s.Owner.Comm)
+		c.CgroupID = s.Owner.CgroupId
+		if t.opt.Resolver != nil {
+			c.Workload = t.opt.Resolver.Workload(c.CgroupID, c.PID)
+		}
+	}
+	if c.Direction == DirUnknown {
+		c.Direction = Direction(s.Direction)
+	}
+	if c.Opened.IsZero() && s.StartNs != 0 && t.opt.KtimeToWall != nil {
+		c.Opened = t.opt.KtimeToWall(s.StartNs)
+	}
+	c.Flags |= s.Flags
+}
+
+// admit gives a new connection its series (under the cap) and its rollup.
+func (t *Table) admit(c *Conn) {
+	if t.series < t.opt.MaxSeries {
+		c.labels = c.makeLabels()
+		t.series++
+	} else {
+		t.ctr.SeriesOverflow++
+	}
+	c.rollup = t.rollupFor(c)
+	c.rollup.Opened++
+	c.rollup.Active++
+}
+
+// BeginFlush starts a snapshot pass; call Observe for every entry of the
+// kernel map, then EndFlush.
+func (t *Table) BeginFlush() {
+	t.mu.Lock()
+	t.flushes++
+	t.ctr.Snapshots++
+	t.mu.Unlock()
+}
+
+// Observe applies one live entry of the kernel's connection map.
+func (t *Table) Observe(sk uint64, s *State) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := connKey{sk, s.StartNs}
+	if _, done := t.closed[key]; done {
+		return // read before its close record was processed
+	}
+	c := t.open[sk]
+	if c != nil && c.key.start != s.StartNs && s.StartNs != 0 && c.key.start != 0 {
+		// The socket address was reused: the old one closed; its
+		// record is on the way and will find it among the closed.
+		t.retire(c, t.opt.Now())
+		c = nil
+	}
+	if c == nil {
+		c = t.newConn()
+		c.key = key
+		t.fill(c, s)
+		t.open[sk] = c
+		t.admit(c)
+	} else {
+		if c.key.start == 0 {
+			c.key.start = s.StartNs
+		}
+		hadPID := c.PID
+		t.fill(c, s)
+		if hadPID == 0 && c.PID != 0 && c.labels != nil {
+			c.labels = c.makeLabels()
+		}
+	}
+	c.seenFlush = t.flushes
+	if s.Flags&FlagEstablished != 0 && s.BytesAcked >= s.AckedBase {
+		c.BytesSent = max(c.BytesSent, s.BytesAcked-s.AckedBase)
+		c.BytesReceived = max(c.BytesReceived, s.BytesReceived)
+	}
+	c.Retransmits = max(c.Retransmits, uint64(s.Retransmits), uint64(s.TotalRetrans))
+	if s.SrttUs != 0 {
+		c.SRTT = time.Duration(s.SrttUs) * time.Microsecond
+		c.Cwnd = s.SndCwnd
+	}
+	t.mergeRTT(c, s)
+	t.account(c)
+}
+
+func (t *Table) mergeRTT(c *Conn, s *State) {
+	if uint64(s.RttSamples) < c.RTTSamples {
+		return
+	}
+	for i, v := range s.RttHist {
+		c.RTTHist[i] = uint64(v)
+	}
+	c.RTTSamples = uint64(s.RttSamples)
+	c.RTTSumMicros = s.RttSumUs
+}
+
+// EndFlush retires open connections the kernel no longer has and that
+// produced no close record within a flush (evicted from an LRU map, or a
+// record lost to a full transport); they count as closed with the totals
+// last seen.
+func (t *Table) EndFlush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.opt.Now()
+	for sk, c := range t.open {
+		if c.seenFlush+1 < t.flushes {
+			delete(t.open, sk)
+			t.ctr.LostOpen++
+			t.retire(c, now)
+		}
+	}
+}
+
+// Close applies a close record: its totals are exact.
+func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ctr.Closes++
+	s := &ev.State
+	key := connKey{ev.Sk, s.StartNs}
+	c, wasClosed := t.closed[key]
+	if !wasClosed {
+		if o := t.open[ev.Sk]; o != nil && (o.key.start == s.StartNs || s.StartNs == 0) {
+			c = o
+			delete(t.open, ev.Sk)
+		}
+	}
+	if c == nil {
+		c = t.newConn()
+		c.key = key
+		t.fill(c, s)
+		t.admit(c)
+	} else {
+		t.fill(c, s)
+	}
+	c.BytesSent = ev.BytesSent
+	c.BytesReceived = ev.BytesReceived
+	c.Retransmits = max(uint64(ev.TotalRetrans), uint64(s.Retransmits))
+	c.SRTT = time.Duration(ev.SrttUs) * time.Microsecond
+	c.RTTVar = time.Duration(ev.RttvarUs) * time.Microsecond
+	c.Cwnd = ev.SndCwnd
+	if s.Flags&FlagPartial != 0 {
+		// Per-CPU map without cross-CPU lookup: add this CPU's share.
+		for i, v := range s.RttHist {
+			c.RTTHist[i] += uint64(v)
+		}
+		c.RTTSamples += uint64(s.RttSamples)
+		c.RTTSumMicros += s.RttSumUs
+	} else {
+		t.mergeRTT(c, s)
+	}
+	if c.labels != nil {
+		c.labels = c.makeLabels()
+	}
+	t.account(c)
+	if !wasClosed {
+		t.retire(c, t.opt.KtimeOr(ev.EndNs))
+	}
+}
+
+// KtimeOr converts kernel time, or returns now without a converter.
+func (o Options) KtimeOr(ns uint64) time.Time {
+	if o.KtimeToWall != nil && ns != 0 {
+		return o.KtimeToWall(ns)
+	}
+	return o.Now()
+}
+
+// retire moves c to the closed set; its series stay for the retention.
+func (t *Table) retire(c *Conn, at time.Time) {
+	c.Closed = at
+	t.closed[c.key] = c
+	t.order = append(t.order, c)
+	r := c.rollup
+	r.Active--
+	r.Closed++
+	if c.Flags&FlagConnectFailed != 0 {
+		r.Failed++
+	}
+	if !c.Opened.IsZero() && c.Flags&FlagConnectFailed == 0 {
+		r.Duration.Observe(at.Sub(c.Opened).Seconds())
+	}
+}
+
+// Sweep folds away closed connections older than the retention. Their
+// totals live on in the rollups.
+func (t *Table) Sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cutoff := t.opt.Now().Add(-t.opt.Retention)
+	n := 0
+	for n < len(t.order) && t.order[n].Closed.Before(cutoff) {
+		c := t.order[n]
+		if t.closed[c.key] == c {
+			delete(t.closed, c.key)
+		}
+		if c.labels != nil {
+			t.series--
+		}
+		t.ctr.Evicted++
+		t.order[n] = nil
+		t.free = append(t.free, c)
+		n++
+	}
+	t.order = t.order[n:]
+}
+
+// Each calls fn for every connection that has per-connection series, under
+// the table's lock: fn must not block.
+func (t *Table) Each(fn func(c *Conn)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.open {
+		if c.labels != nil {
+			fn(c)
+		}
+	}
+	for _, c := range t.order {
+		if c.labels != nil {
+			fn(c)
+		}
+	}
+}
+
+// Len returns the open and retained-closed connection counts.
+func (t *Table) Len() (open, closed int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.open), len(t.order)
+}
+
+// Counters returns the table's own totals.
+func (t *Table) Counters() Counters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ctr
+}

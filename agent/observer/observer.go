@@ -1,0 +1,310 @@
+// Package observer wires the agent in one place: loader → reader → conntrack
+// → exporters, each a small stage with one direction of travel.
+package observer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/conntrack"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/export/prom"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/loader"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/reader"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
+)
+
+// Version is set at build time with -ldflags "-X ...observer.Version=...".
+var Version = "dev"
+
+// drainInterval bounds how long a close record may wait in the transport
+// when too few arrive to trigger a wake-up.
+const drainInterval = 100 * time.Millisecond
+
+// statNames index the kernel's per-CPU counters (enum stat_idx in tcpobs.h).
+var statNames = [bpf.TcpobsStatIdxSTAT_MAX]string{
+	"open_active", "open_passive", "close", "connect_failed", "reset_rx", "reset_tx",
+	"retransmit", "rtt_sample", "rtt_sampled_out", "map_full", "transport_full", "untracked_close",
+}
+
+// Observer is a running agent.
+type Observer struct {
+	cfg      config.Config
+	log      *slog.Logger
+	kern     *loader.Observer
+	events   reader.Reader
+	conns    *reader.ConnMap
+	Table    *conntrack.Table
+	Registry *prometheus.Registry
+	entries  atomic.Int64
+	ready    atomic.Bool
+	mapType  ebpf.MapType
+	extra    []func() error // closers of optional parts (OTLP, metadata)
+	closeEv  sync.Once
+}
+
+func (ob *Observer) closeEvents() {
+	ob.closeEv.Do(func() {
+		if ob.events != nil {
+			_ = ob.events.Close()
+		}
+	})
+}
+
+// MapTypes maps --map-type names to kernel map types.
+var MapTypes = map[string]ebpf.MapType{
+	"hash": ebpf.Hash, "lru_hash": ebpf.LRUHash,
+	"percpu_hash": ebpf.PerCPUHash, "lru_percpu_hash": ebpf.LRUCPUHash,
+}
+
+// Options carry what the wiring cannot build itself.
+type Options struct {
+	Resolver conntrack.Resolver // workload context; nil for none
+	Now      func() time.Time
+}
+
+// New loads the kernel side and builds every stage; nothing runs until Run.
+func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	ob := &Observer{cfg: cfg, log: log, mapType: MapTypes[cfg.MapType]}
+	kern, err := loader.Load(loader.Options{
+		Ringbuf: cfg.Transport == "ringbuf", RingbufBytes: cfg.RingbufBytes,
+		ConnMapType: ob.mapType, MaxConnections: cfg.MaxConnections,
+		SampleRate: cfg.SampleRate, CgroupPath: cfg.CgroupPath, BPFStats: cfg.BPFStats, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ob.kern = kern
+	if cfg.Transport == "ringbuf" {
+		ob.events, err = reader.NewRingbuf(kern.Objs.EventsRb, drainInterval)
+	} else {
+		ob.events, err = reader.NewPerf(kern.Objs.EventsPerf, cfg.PerfBufferBytes, drainInterval)
+	}
+	if err == nil {
+		ob.conns, err = reader.NewConnMap(kern.Objs.Conns, kern.PercpuConns())
+	}
+	if err != nil {
+		ob.Close()
+		return nil, err
+	}
+	ob.Table = conntrack.New(conntrack.Options{
+		Retention: cfg.CloseRetention, MaxSeries: cfg.MaxConnectionSeries,
+		Resolver: o.Resolver, Now: o.Now, KtimeToWall: ktimeToWall(),
+	})
+	ob.Registry = prometheus.NewRegistry()
+	ob.Registry.MustRegister(
+		prom.NewConnCollector(ob.Table),
+		prom.NewRollupCollector(ob.Table),
+		prom.NewSelfCollector(ob, map[string]string{
+			"version": Version, "transport": cfg.Transport, "map_type": cfg.MapType,
+			"sample_rate": strconv.FormatUint(uint64(cfg.SampleRate), 10), "kernel": kernelRelease(),
+		}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return ob, nil
+}
+
+// ktimeToWall converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall time.
+func ktimeToWall() func(uint64) time.Time {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	boot := time.Now().Add(-time.Duration(ts.Nano()))
+	return func(ns uint64) time.Time { return boot.Add(time.Duration(ns)) }
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// AddCloser registers an optional part to stop with the observer.
+func (ob *Observer) AddCloser(f func() error) { ob.extra = append(ob.extra, f) }
+
+// Run serves on --listen-address until ctx ends, then stops everything and
+// detaches.
+func (ob *Observer) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", ob.cfg.ListenAddress)
+	if err != nil {
+		ob.Close()
+		return fmt.Errorf("listen on %s: %w (choose another --listen-address)", ob.cfg.ListenAddress, err)
+	}
+	return ob.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: ob.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- ob.readLoop() }()
+	go func() { defer wg.Done(); ob.flushLoop(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve metrics: %w", err)
+		}
+	}()
+	ob.ready.Store(true)
+	ob.log.Info("observer running", "listen", ln.Addr().String(), "transport", ob.cfg.Transport,
+		"map_type", ob.cfg.MapType, "sample_rate", ob.cfg.SampleRate)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	ob.ready.Store(false)
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut)
+	ob.closeEvents() // unblocks the read loop
+	wg.Wait()
+	return errors.Join(runErr, ob.Close())
+}
+
+// Handler serves /metrics and /healthz.
+func (ob *Observer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(ob.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(ob.log.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ob.ready.Load() {
+			http.Error(w, "not attached", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+func (ob *Observer) readLoop() error {
+	var ev reader.Event
+	var warned bool
+	for {
+		err := ob.events.Read(&ev)
+		switch {
+		case err == nil:
+			ob.Table.Close(&ev)
+		case errors.Is(err, reader.ErrClosed):
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		default:
+			if !warned {
+				ob.log.Warn("event read failed; continuing", "err", err)
+				warned = true
+			}
+		}
+	}
+}
+
+func (ob *Observer) flushLoop(ctx context.Context) {
+	t := time.NewTicker(ob.cfg.FlushInterval)
+	defer t.Stop()
+	var warnedFull bool
+	for {
+		ob.Flush()
+		if k, err := ob.KernelCounters(); err == nil && !warnedFull {
+			if k["map_full"] > 0 || k["transport_full"] > 0 {
+				ob.log.Warn("events lost: kernel map or event buffer full (see ebpf_net_obs_events_lost_total); raise --max-connections or --ringbuf-bytes/--perf-buffer-bytes",
+					"map_full", k["map_full"], "transport_full", k["transport_full"])
+				warnedFull = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Flush reads the open connections from the kernel once.
+func (ob *Observer) Flush() {
+	ob.Table.BeginFlush()
+	n, err := ob.conns.Each(ob.Table.Observe)
+	if err != nil {
+		ob.log.Warn("flush failed", "err", err)
+		return
+	}
+	ob.entries.Store(int64(n))
+	ob.Table.EndFlush()
+	ob.Table.Sweep()
+}
+
+// KernelCounters sums the programs' per-CPU counters.
+func (ob *Observer) KernelCounters() (map[string]uint64, error) {
+	out := make(map[string]uint64, len(statNames))
+	var vals []uint64
+	for i, name := range statNames {
+		if err := ob.kern.Objs.Stats.Lookup(uint32(i), &vals); err != nil {
+			return nil, fmt.Errorf("read kernel counter %s: %w", name, err)
+		}
+		var sum uint64
+		for _, v := range vals {
+			sum += v
+		}
+		out[name] = sum
+	}
+	return out, nil
+}
+
+func (ob *Observer) Programs() map[string]*ebpf.Program { return ob.kern.Programs() }
+
+func (ob *Observer) ConnMapFill() (int, uint32) {
+	return int(ob.entries.Load()), ob.cfg.MaxConnections
+}
+
+func (ob *Observer) UserCounters() map[string]uint64 {
+	c := ob.Table.Counters()
+	return map[string]uint64{
+		"close_applied": c.Closes, "flush": c.Snapshots, "folded": c.Evicted,
+		"series_overflow": c.SeriesOverflow, "open_lost": c.LostOpen,
+		"transport_lost": ob.events.Lost(),
+	}
+}
+
+func (ob *Observer) Features() map[string]bool {
+	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats, "percpu_merge": true}
+	for f := range ob.kern.Disabled {
+		out[f] = false
+	}
+	return out
+}
+
+// Close stops optional parts and detaches everything from the kernel.
+func (ob *Observer) Close() error {
+	var errs []error
+	for i := len(ob.extra) - 1; i >= 0; i-- {
+		errs = append(errs, ob.extra[i]())
+	}
+	ob.extra = nil
+	ob.closeEvents()
+	if ob.kern != nil {
+		errs = append(errs, ob.kern.Close())
+		ob.kern = nil
+	}
+	return errors.Join(errs...)
+}
