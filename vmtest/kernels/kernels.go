@@ -125,18 +125,20 @@ func (c Cache) Fetch(ctx context.Context, prefix, suite string) (*Kernel, error)
 		return k, nil
 	}
 	c.Logf("kernel %s -> %s %s (Debian %s)", prefix, cand.Name, cand.Version, suite)
-	deb, err := apt.Download(ctx, filepath.Join(c.Dir, "debs"), cand.Name, cand.Version, c.Logf)
-	if err != nil {
-		return nil, err
-	}
 	tmp := tree + ".partial"
 	_ = os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	c.Logf("dpkg-deb -x %s", filepath.Base(deb))
-	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("dpkg-deb -x %s: %v\n%s", deb, err, tail(out, 10))
+	for _, part := range cand.Parts() {
+		deb, err := apt.Download(ctx, filepath.Join(c.Dir, "debs"), part.Name, part.Version, c.Logf)
+		if err != nil {
+			return nil, err
+		}
+		c.Logf("dpkg-deb -x %s", filepath.Base(deb))
+		if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("dpkg-deb -x %s: %v\n%s", deb, err, tail(out, 10))
+		}
 	}
 	_ = os.RemoveAll(tree)
 	if err := os.Rename(tmp, tree); err != nil {

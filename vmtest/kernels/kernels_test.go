@@ -230,3 +230,23 @@ func TestFindDebEscapesEpoch(t *testing.T) {
 		t.Errorf("findDeb = %q", got)
 	}
 }
+
+func TestPartsOfSplitImage(t *testing.T) {
+	c, err := Resolve(fixture(t), "7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range c.Parts() {
+		names = append(names, p.Name+"="+p.Version)
+	}
+	want := "linux-image-7.2.13+deb14-amd64=7.2.13-1 linux-base-7.2.13+deb14-amd64=7.2.13-1 " +
+		"linux-binary-7.2.13+deb14-amd64=7.2.13-1 linux-modules-7.2.13+deb14-amd64=7.2.13-1"
+	if strings.Join(names, " ") != want {
+		t.Errorf("parts = %v\nwant %s", names, want)
+	}
+	c61, _ := Resolve(fixture(t), "6.1")
+	if len(c61.Parts()) != 1 {
+		t.Errorf("6.1 (one package) parts = %v", c61.Parts())
+	}
+}

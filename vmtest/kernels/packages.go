@@ -15,6 +15,37 @@ type Package struct {
 	Filename string `json:"filename,omitempty"`
 	Size     string `json:"size,omitempty"`
 	SHA256   string `json:"sha256,omitempty"`
+	Depends  string `json:"depends,omitempty"`
+}
+
+// Parts are the packages that together make the kernel: the image package
+// itself plus, where Debian splits it (sid's 7.x: a linux-image-<release>
+// that only depends on linux-binary-<release> with vmlinuz and
+// linux-modules-<release>), the parts named in its Depends with the release.
+func (c Candidate) Parts() []Package {
+	parts := []Package{c.Package}
+	for _, dep := range strings.Split(c.Depends, ",") {
+		dep = strings.TrimSpace(dep)
+		if strings.Contains(dep, "|") {
+			continue
+		}
+		name, rest, _ := strings.Cut(dep, " ")
+		ok := false
+		for _, kind := range []string{"linux-binary-", "linux-modules-", "linux-base-"} {
+			if name == kind+c.Release || name == kind+c.Release+"-unsigned" {
+				ok = true
+			}
+		}
+		if !ok {
+			continue
+		}
+		version := c.Version
+		if v, found := strings.CutPrefix(strings.TrimSpace(rest), "(= "); found {
+			version = strings.TrimSuffix(v, ")")
+		}
+		parts = append(parts, Package{Name: name, Version: version})
+	}
+	return parts
 }
 
 // ParsePackages reads a Debian Packages index. Continuation lines and the
@@ -55,6 +86,8 @@ func ParsePackages(r io.Reader) ([]Package, error) {
 			cur.Size = val
 		case "SHA256":
 			cur.SHA256 = val
+		case "Depends":
+			cur.Depends = val
 		}
 	}
 	flush()
