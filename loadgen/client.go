@@ -106,7 +106,10 @@ type runner struct {
 	base    time.Time     // monotonic origin; times below are offsets from it
 	measure time.Duration // warm-up ends
 	end     time.Duration // measurement ends
-	stop    atomic.Bool   // context cancelled
+	// Open loop only: how long after the end a late worker may still send the
+	// operations that were due inside the window (closed loop: 0).
+	catchUp time.Duration
+	stop    atomic.Bool // context cancelled
 }
 
 // worker is one connection's (or one crr loop's) private state; merged after
@@ -172,6 +175,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	r.base = time.Now()
 	r.measure = cfg.Warmup
 	r.end = cfg.Warmup + cfg.Duration
+	if cfg.Rate > 0 {
+		r.catchUp = max(cfg.Duration/10, 100*time.Millisecond)
+	}
 	var wg sync.WaitGroup
 	for i, w := range workers {
 		wg.Add(1)
@@ -289,7 +295,9 @@ func (w *worker) fail(err error) {
 // Open loop (Rate > 0): operation k of this worker is due at a fixed time
 // (phase-shifted per worker), and its latency is measured from that due time,
 // so a stall that delays later operations shows up in their latency instead of
-// being hidden by the loop waiting for it (coordinated omission).
+// being hidden by the loop waiting for it (coordinated omission). A worker that
+// is behind at the end may keep sending operations due inside the window for
+// catchUp longer; what it still cannot send is missing from Ops.
 func (w *worker) run(r *runner, id int) {
 	n := r.cfg.Concurrency
 	var interval, due time.Duration
@@ -311,7 +319,7 @@ func (w *worker) run(r *runner, id int) {
 			begin = due
 			due += interval
 		}
-		if now >= r.end {
+		if now >= r.end+r.catchUp {
 			break
 		}
 		if w.fd < 0 && r.cfg.Mode != ModeCRR {
