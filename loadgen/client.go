@@ -198,7 +198,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			total.first = w.first
 		}
 	}
-	return newResult(cfg, &total), nil
+	measured := cfg.Duration
+	if r.stop.Load() { // interrupted: rates over the part of the window that ran
+		measured = min(measured, max(time.Since(r.base)-r.measure, time.Millisecond))
+	}
+	return newResult(cfg, measured, &total), nil
 }
 
 func (r *runner) newWorker() (*worker, error) {

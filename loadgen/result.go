@@ -20,7 +20,7 @@ type Result struct {
 	Latency       Latency `json:"latency_ns"`
 	FirstError    string  `json:"first_error,omitempty"` // an example of what failed
 
-	DurationSec float64 `json:"duration_s"` // measured duration (warm-up excluded)
+	DurationSec float64 `json:"duration_s"` // measured duration (warm-up excluded; shorter if interrupted)
 	WarmupSec   float64 `json:"warmup_s"`
 	Concurrency int     `json:"concurrency"`
 	Size        int     `json:"size"`
@@ -38,8 +38,8 @@ type Latency struct {
 	Mean uint64 `json:"mean"`
 }
 
-func newResult(cfg Config, total *worker) Result {
-	secs := cfg.Duration.Seconds()
+func newResult(cfg Config, measured time.Duration, total *worker) Result {
+	secs := measured.Seconds()
 	h := &total.hist
 	res := Result{
 		Mode:          cfg.Mode,
