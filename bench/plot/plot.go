@@ -207,7 +207,7 @@ func safe(s string) string {
 	}, s)
 }
 
-func colorOf(i int) color.Color      { return plotutil.Color(i) }
+func colorOf(i int) color.Color { return plotutil.Color(i) }
 func shapeOf(i int) draw.GlyphDrawer {
 	if i < 0 {
 		return draw.BoxGlyph{}

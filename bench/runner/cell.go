@@ -52,6 +52,13 @@ func (m *measurer) measureCell(ctx context.Context, c matrix.Cell) (rc results.C
 		for _, observedArm := range arms {
 			m.progress(c, pair, observedArm)
 			s, warns, err := m.runArm(ctx, c, srv.addr, observedArm)
+			if err != nil && ctx.Err() == nil {
+				// one retry: a single bad run (a stalled client on a loaded
+				// machine) should not cost the whole cell; it is recorded
+				rc.Warnings = append(rc.Warnings, warns...)
+				rc.Warnings = append(rc.Warnings, fmt.Sprintf("pair %d %s: retried after: %v", pair+1, armName(observedArm), err))
+				s, warns, err = m.runArm(ctx, c, srv.addr, observedArm)
+			}
 			m.done++
 			rc.Warnings = append(rc.Warnings, warns...)
 			if err != nil {
@@ -82,7 +89,9 @@ func armName(observed bool) string {
 	return "baseline"
 }
 
-// runArm is one run: [observer start, healthy] → settle → warm-up → measured window.
+// runArm is one run: [observer start, healthy] → settle → warm-up → measured
+// window. The probe window opens when the warm-up ends and closes when the
+// client exits.
 func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, observedArm bool) (s results.Sample, warnings []string, err error) {
 	run := m.cfg.Profile.Run
 	var obs *runningObserver
@@ -97,17 +106,14 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 	if err := sleep(ctx, run.Settle.D()); err != nil {
 		return results.Sample{}, warnings, err
 	}
-	if run.Warmup > 0 {
-		if _, err := runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, run.Warmup.D()); err != nil {
-			return results.Sample{}, warnings, fmt.Errorf("warm-up: %w", err)
-		}
-	}
 	var before snapshot
-	if obs != nil {
-		before = obs.snapshot(ctx)
-	}
-	s.Start = time.Now().UTC()
-	lg, err := runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, run.Duration.D())
+	var lg results.Loadgen
+	lg, err = runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, run.Warmup.D(), run.Duration.D(), func() {
+		s.Start = time.Now().UTC()
+		if obs != nil {
+			before = obs.snapshot(ctx)
+		}
+	})
 	if err != nil {
 		return s, warnings, err
 	}

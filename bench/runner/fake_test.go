@@ -47,7 +47,8 @@ func fakeMain(args []string) {
 		}
 	case len(args) > 0 && args[0] == "client":
 		d, _ := time.ParseDuration(flagValue(args, "--duration"))
-		time.Sleep(d)
+		warm, _ := time.ParseDuration(flagValue(args, "--warmup"))
+		time.Sleep(warm + d)
 		ops := 1000 + float64(time.Now().UnixNano()%50)
 		json.NewEncoder(os.Stdout).Encode(map[string]any{
 			"mode": flagValue(args, "--mode"), "ops": ops, "ops_per_sec": ops / d.Seconds(),

@@ -56,10 +56,12 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 
 func (s *server) stop() error { return s.proc.stop(5 * time.Second) }
 
-// runClient runs one `loadgen client --json` and decodes its result.
-func runClient(ctx context.Context, bin, target string, w matrix.Workload, d time.Duration) (results.Loadgen, error) {
+// runClient runs one `loadgen client --json` with its own warm-up (no gap
+// between warm-up and measurement) and decodes its result. atMeasure, when
+// set, is called once the warm-up has elapsed, to open the probe window.
+func runClient(ctx context.Context, bin, target string, w matrix.Workload, warmup, d time.Duration, atMeasure func()) (results.Loadgen, error) {
 	args := []string{"client", "--mode", w.Mode, "--target", target,
-		"--duration", d.String(), "--concurrency", strconv.Itoa(w.Concurrency),
+		"--duration", d.String(), "--warmup", warmup.String(), "--concurrency", strconv.Itoa(w.Concurrency),
 		"--size", strconv.Itoa(w.Size), "--json"}
 	if w.Rate > 0 {
 		args = append(args, "--rate", strconv.Itoa(w.Rate))
@@ -68,9 +70,26 @@ func runClient(ctx context.Context, bin, target string, w matrix.Workload, d tim
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// a client that hangs past its duration is a bug, not a slow run
-	cmd.WaitDelay = d + 30*time.Second
+	cmd.WaitDelay = 30 * time.Second
 	var res results.Loadgen
-	if err := cmd.Run(); err != nil {
+	if atMeasure == nil {
+		atMeasure = func() {}
+	}
+	if warmup <= 0 {
+		atMeasure()
+	}
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("loadgen client %s: %v", w.Mode, err)
+	}
+	opened := make(chan struct{})
+	if warmup > 0 {
+		time.AfterFunc(warmup, func() { atMeasure(); close(opened) })
+	} else {
+		close(opened)
+	}
+	err := cmd.Wait()
+	<-opened
+	if err != nil {
 		return res, fmt.Errorf("loadgen client %s: %v: %s", w.Mode, err, lastLine(stderr.String()))
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil {

@@ -28,7 +28,7 @@ func TestSummarize(t *testing.T) {
 func TestBootstrapCoversTrueOverhead(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	covered, significant, nullSig := 0, 0, 0
-	const trials = 200
+	const trials = 100
 	for trial := 0; trial < trials; trial++ {
 		base := make([]float64, 15)
 		obs := make([]float64, 15)
@@ -73,6 +73,16 @@ func TestEstimateIsReproducibleAndFlagsZero(t *testing.T) {
 	pos := EstimateMedian([]float64{4, 5, 6, 5, 4.5, 5.5}, 7)
 	if !pos.Significant || pos.Marker() != "" || pos.Low < 4 || pos.High > 6 {
 		t.Errorf("clear effect %+v", pos)
+	}
+}
+
+func TestTooFewSamplesAreNeverSignificant(t *testing.T) {
+	e := EstimateMedian([]float64{10, 11, 12, 10.5, 11.5}, 1)
+	if e.Significant || e.Low < 10 {
+		t.Errorf("5 samples called significant: %+v", e)
+	}
+	if d := EstimateDiff([]float64{1, 1.1}, []float64{9, 9.1}, 1); d.Significant {
+		t.Errorf("2 vs 2 samples called significant: %+v", d)
 	}
 }
 
