@@ -161,8 +161,12 @@ func (c Cache) Fetch(ctx context.Context, prefix, suite string) (*Kernel, error)
 // locate finds vmlinuz and the modules inside the unpacked tree (Debian moved
 // both from / to /usr in newer packages).
 func (k *Kernel) locate() error {
-	for _, p := range []string{"boot", "usr/boot", "usr/lib/linux"} {
-		f := filepath.Join(k.Tree, p, "vmlinuz-"+k.Release)
+	// sid's linux-binary-<release> (7.x) puts it next to the modules.
+	for _, f := range []string{
+		filepath.Join(k.Tree, "boot", "vmlinuz-"+k.Release),
+		filepath.Join(k.Tree, "usr", "lib", "modules", k.Release, "vmlinuz"),
+		filepath.Join(k.Tree, "lib", "modules", k.Release, "vmlinuz"),
+	} {
 		if _, err := os.Stat(f); err == nil {
 			k.Vmlinuz = f
 			break

@@ -250,3 +250,32 @@ func TestPartsOfSplitImage(t *testing.T) {
 		t.Errorf("6.1 (one package) parts = %v", c61.Parts())
 	}
 }
+
+func TestLocateLayouts(t *testing.T) {
+	for name, files := range map[string][]string{
+		"bookworm": {"boot/vmlinuz-R", "lib/modules/R/modules.order"},
+		"sid":      {"usr/lib/modules/R/vmlinuz", "usr/lib/modules/R/modules.order"},
+	} {
+		tree := t.TempDir()
+		for _, f := range files {
+			p := tree + "/" + f
+			if err := os.MkdirAll(p[:strings.LastIndex(p, "/")], 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k := &Kernel{Tree: tree, Release: "R"}
+		if err := k.locate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if k.Vmlinuz != tree+"/"+files[0] || !strings.HasSuffix(k.ModulesDir, "modules/R") {
+			t.Errorf("%s: vmlinuz %s modules %s", name, k.Vmlinuz, k.ModulesDir)
+		}
+	}
+	if err := (&Kernel{Tree: t.TempDir(), Release: "R"}).locate(); err == nil || !strings.Contains(err.Error(), "no vmlinuz-R") {
+		t.Errorf("empty tree: %v", err)
+	}
+}
