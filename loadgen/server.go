@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,8 @@ type ServerStats struct {
 //
 // Like the client it uses blocking sockets, one goroutine (and so one thread
 // while it waits) per connection, as netperf's server does: a request wakes the
-// thread blocked in read directly. Go's netpoller costs an epoll round trip
+// thread blocked in read directly. It raises GOMAXPROCS, never lowers it, to
+// stay above the number of open connections. Go's netpoller costs an epoll round trip
 // and a goroutine hand-off per request, which made the server, not the system
 // under test, the bottleneck for rr on a busy 2-core machine.
 type Server struct {
@@ -191,8 +193,23 @@ func (s *Server) track(fd int) bool {
 	s.conns[fd] = struct{}{}
 	s.wg.Add(1)
 	s.active.Add(1)
+	// Every open connection's handler may sit in a blocking syscall holding a
+	// P; keep a P free for a new connection, or it would wait for the runtime's
+	// sysmon to retake one (20 µs to 10 ms). Doubling keeps the stop-the-world
+	// GOMAXPROCS calls rare, and Ps stay near the peak connection count (a huge
+	// fixed value would let each GC cycle start hundreds of mark workers).
+	if want := len(s.conns) + 2; want > runtime.GOMAXPROCS(0) && want <= maxProcs {
+		procs := runtime.GOMAXPROCS(0)
+		for procs < want {
+			procs *= 2
+		}
+		runtime.GOMAXPROCS(min(procs, maxProcs))
+	}
 	return true
 }
+
+// maxProcs caps GOMAXPROCS; beyond it, connections wait for sysmon.
+const maxProcs = 8192
 
 func (s *Server) untrack(fd int) {
 	s.mu.Lock()

@@ -16,7 +16,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -32,8 +31,6 @@ const usage = `usage:
                  [--size BYTES] [--rate OPS] [--warmup D] [--source IP] [--timeout D] [--json]
                  [--cpuprofile FILE]
 `
-
-const serverProcs = 1024
 
 // usageError is a command-line mistake: exit status 2.
 type usageError struct{ msg string }
@@ -97,11 +94,6 @@ func server(args []string) error {
 	s, err := loadgen.Listen(*listen)
 	if err != nil {
 		return err
-	}
-	// Each connection's handler blocks in a syscall on its own thread; enough
-	// Ps that a new connection never waits for the runtime to retake one.
-	if runtime.GOMAXPROCS(0) < serverProcs {
-		runtime.GOMAXPROCS(serverProcs)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
