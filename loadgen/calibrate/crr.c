@@ -80,6 +80,7 @@ int main(int argc, char **argv) {
 		}
 	}
 	double el = now() - start;
+	if (errs) fprintf(stderr, "crr: %ld errors\n", errs);
 	printf("%ld %.0f\n", ops, ops / el);
 	return 0;
 }
