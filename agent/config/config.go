@@ -92,15 +92,16 @@ func Load(args []string, usage io.Writer) (Config, error) {
 		if err := fromFile.readYAML(*file); err != nil {
 			return c, err
 		}
-		// Re-apply the flags given on the command line over the file.
+		// Re-apply the flags given on the command line over the file by
+		// parsing them again: flag.Func values print as "", so copying
+		// Value.String() across would drop --sample-rate and friends.
 		fs2 := flag.NewFlagSet("", flag.ContinueOnError)
 		fs2.SetOutput(io.Discard)
+		fs2.String("config", "", "")
 		fromFile.bind(fs2)
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name != "config" {
-				_ = fs2.Set(f.Name, f.Value.String())
-			}
-		})
+		if err := fs2.Parse(args); err != nil {
+			return c, fmt.Errorf("%w (see --help)", err)
+		}
 		c = fromFile
 	}
 	return c, c.Validate()
@@ -150,7 +151,8 @@ func (c *Config) readYAML(path string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %w (keys are the flag names; see configs/config.yaml.example)", path, err)
+		// yaml's messages span lines; errors here are one line.
+		return fmt.Errorf("config %s: %s (keys are the flag names; see configs/config.yaml.example)", path, strings.Join(strings.Fields(err.Error()), " "))
 	}
 	return nil
 }
