@@ -52,9 +52,11 @@ func settled(t *testing.T, s *Server, accepted uint64) ServerStats {
 	}
 }
 
+func runOnce(cfg Config) (Result, error) { return Run(context.Background(), cfg) }
+
 func run(t *testing.T, cfg Config) Result {
 	t.Helper()
-	res, err := Run(context.Background(), cfg)
+	res, err := runOnce(cfg)
 	if err != nil {
 		t.Fatalf("Run(%+v): %v", cfg, err)
 	}
