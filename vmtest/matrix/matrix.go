@@ -37,7 +37,8 @@ type Config struct {
 	VMTest      string // this binary (runs `features` inside)
 	Bench       string // bin/bench
 	TestCmds    []string
-	BenchCmd    string
+	BenchCmd    string // "" = DefaultBenchCmd
+	NoBench     bool
 	// Per-step limits inside a kernel; a boot is killed after their sum
 	// plus BootAllowance.
 	FeaturesTimeout, TestsTimeout, BenchTimeout, BootAllowance time.Duration
@@ -105,7 +106,10 @@ func Run(ctx context.Context, cfg Config) ([]*Summary, error) {
 	if cfg.IncludeHost {
 		targets = append([]string{"host"}, targets...)
 	}
-	bench, benchMissing := findBench(ctx, cfg)
+	var bench, benchMissing string
+	if !cfg.NoBench {
+		bench, benchMissing = findBench(ctx, cfg)
+	}
 	var sums []*Summary
 	for i, target := range targets {
 		if ctx.Err() != nil {
@@ -132,6 +136,10 @@ func Run(ctx context.Context, cfg Config) ([]*Summary, error) {
 		}
 		progress("done in %.0fs: %s %s", s.TotalSeconds, status, stepLine(s))
 		sums = append(sums, s)
+		// Keep report.md current, so a long matrix shows what it has so far.
+		if err := WriteReport(cfg.Out, sums); err != nil {
+			return sums, err
+		}
 	}
 	if err := WriteReport(cfg.Out, sums); err != nil {
 		return sums, err
@@ -286,6 +294,9 @@ func planSteps(ctx context.Context, cfg Config, dir, bench, benchMissing string)
 	b.command = strings.NewReplacer("{bench}", "bin/bench", "{out}", "<out>").Replace(cfg.BenchCmd)
 	b.shell = strings.NewReplacer("{bench}", q(bench), "{out}", q(dir)).Replace(cfg.BenchCmd) + " >" + q(filepath.Join(dir, "bench.log")) + " 2>&1"
 	b.unavailable = benchMissing
+	if cfg.NoBench {
+		b.unavailable = "skipped (--no-bench)"
+	}
 	return append(steps, b)
 }
 

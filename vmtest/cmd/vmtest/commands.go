@@ -186,6 +186,7 @@ func cmdMatrix(ctx context.Context, args []string) int {
 	var testCmds stringList
 	fs.Var(&testCmds, "test-cmd", "test command run in each kernel (repeatable; default: "+strings.Join(matrix.DefaultTestCmds, "; ")+")")
 	noTests := fs.Bool("no-tests", false, "run no test commands")
+	noBench := fs.Bool("no-bench", false, "skip the bench run")
 	benchCmd := fs.String("bench-cmd", matrix.DefaultBenchCmd, "bench command; {bench} is bin/bench, {out} the kernel's result folder")
 	benchBin := fs.String("bench", "", "bench binary (default PROJECT/bin/bench, built when missing)")
 	cpus := fs.Int("cpus", 2, "guest CPUs")
@@ -204,7 +205,7 @@ func cmdMatrix(ctx context.Context, args []string) int {
 	cfg := matrix.Config{
 		Out: *out, IncludeHost: *includeHost, CacheDir: *cacheDir,
 		Project: guest.ProjectRoot(wd), VMTest: self, Bench: *benchBin,
-		TestCmds: testCmds, BenchCmd: *benchCmd,
+		TestCmds: testCmds, BenchCmd: *benchCmd, NoBench: *noBench,
 		TestsTimeout: *testsTimeout, BenchTimeout: *benchTimeout,
 		CPUs: *cpus, Memory: *memory, KVM: *kvm, Log: logf,
 	}
