@@ -122,7 +122,7 @@ func (c Cache) Fetch(ctx context.Context, prefix, suite string) (*Kernel, error)
 	meta := filepath.Join(tree, "vmtest-kernel.json")
 	if k, err := readKernel(meta); err == nil && k.PackageVersion == cand.Version && k.Package == cand.Name {
 		k.Prefix = prefix
-		return k, nil
+		return k, k.mergeUsr()
 	}
 	c.Logf("kernel %s -> %s %s (Debian %s)", prefix, cand.Name, cand.Version, suite)
 	tmp := tree + ".partial"
@@ -148,6 +148,9 @@ func (c Cache) Fetch(ctx context.Context, prefix, suite string) (*Kernel, error)
 		Prefix: prefix, Suite: suite, Package: cand.Name, PackageVersion: cand.Version,
 		Release: cand.Release, Tree: tree, FetchedAt: time.Now().UTC(),
 	}
+	if err := k.mergeUsr(); err != nil {
+		return nil, err
+	}
 	if err := k.locate(); err != nil {
 		return nil, err
 	}
@@ -156,6 +159,21 @@ func (c Cache) Fetch(ctx context.Context, prefix, suite string) (*Kernel, error)
 		return nil, err
 	}
 	return k, nil
+}
+
+// mergeUsr gives a tree that only has usr/lib/modules (sid's 7.x packages)
+// a lib -> usr/lib link: virtme-ng looks for a kernel's modules in
+// <root>/lib/modules/<release>, <root> being the folder above the image's
+// lib/modules, and without them it boots with no initramfs and no 9p driver
+// ("VFS: Unable to mount root fs").
+func (k *Kernel) mergeUsr() error {
+	if _, err := os.Lstat(filepath.Join(k.Tree, "lib")); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(k.Tree, "usr", "lib", "modules")); err != nil {
+		return nil
+	}
+	return os.Symlink("usr/lib", filepath.Join(k.Tree, "lib"))
 }
 
 // locate finds vmlinuz and the modules inside the unpacked tree (Debian moved

@@ -279,3 +279,20 @@ func TestLocateLayouts(t *testing.T) {
 		t.Errorf("empty tree: %v", err)
 	}
 }
+
+func TestMergeUsr(t *testing.T) {
+	tree := t.TempDir()
+	if err := os.MkdirAll(tree+"/usr/lib/modules/R", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k := &Kernel{Tree: tree, Release: "R"}
+	if err := k.mergeUsr(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(tree + "/lib/modules/R"); err != nil || !st.IsDir() {
+		t.Errorf("lib/modules/R not reachable: %v", err)
+	}
+	if err := k.mergeUsr(); err != nil {
+		t.Errorf("second call: %v", err)
+	}
+}
