@@ -249,6 +249,15 @@ static __always_inline void on_close(void *ctx, struct sock *sk, __u64 key, int 
 		s->flags |= FLAG_CONNECT_FAILED;
 		count(STAT_CONNECT_FAILED);
 	}
+	// An abort (close with SO_LINGER 0 or unread data, tcp_disconnect) sets
+	// CLOSE before the kernel sends its reset, so tcp_send_reset finds no
+	// entry. A direct jump to CLOSE from a synchronized state with no reset
+	// received and no error (a timeout sets sk_err) is that abort.
+	if (!(s->flags & FLAG_RESET_RX) &&
+	    (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
+	     oldstate == TCP_FIN_WAIT1 || oldstate == TCP_SYN_RECV) &&
+	    BPF_CORE_READ(sk, sk_err) == 0)
+		s->flags |= FLAG_RESET_TX;
 	ev->sk = key;
 	ev->end_ns = bpf_ktime_get_ns();
 

@@ -84,7 +84,7 @@ type Conn struct {
 	RTTSamples       uint64
 	RTTSumMicros     uint64
 
-	labels    []string // per-connection series labels, nil when over the cap
+	hasSeries bool // false when over the per-connection series cap
 	rollup    *Rollup
 	acct      accounted // what this connection already added to its rollup
 	seenFlush uint64    // last flush generation that saw it in the kernel map
@@ -98,7 +98,15 @@ type accounted struct {
 
 // Labels returns the per-connection series label values in the order of
 // ConnLabelNames, or nil if this connection has no series (over the cap).
-func (c *Conn) Labels() []string { return c.labels }
+// They are built at scrape time, not per event: most short connections are
+// scraped once or twice in their retention, and the event path stays free
+// of allocation.
+func (c *Conn) Labels() []string {
+	if !c.hasSeries {
+		return nil
+	}
+	return c.makeLabels()
+}
 
 // ConnLabelNames are the per-connection labels fixed by SPEC.md.
 var ConnLabelNames = []string{"src_ip", "src_port", "dst_ip", "dst_port", "pid", "process_name", "container_id", "pod", "namespace"}

@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"math"
+	"net/netip"
 	"sort"
 	"strconv"
 )
@@ -12,7 +13,7 @@ import (
 // server's port on both sides (the peer's for active, ours for passive).
 type RollupKey struct {
 	Process, ContainerID, Pod, Namespace string
-	RemoteIP                             string
+	RemoteIP                             netip.Addr
 	ServicePort                          uint16
 	Direction                            Direction
 	RemotePod, RemoteNamespace           string
@@ -23,7 +24,7 @@ var RollupLabelNames = []string{"process_name", "container_id", "pod", "namespac
 
 // Values returns the label values in RollupLabelNames order.
 func (k RollupKey) Values() []string {
-	return []string{k.Process, k.ContainerID, k.Pod, k.Namespace, k.RemoteIP,
+	return []string{k.Process, k.ContainerID, k.Pod, k.Namespace, addrString(k.RemoteIP),
 		strconv.Itoa(int(k.ServicePort)), k.Direction.String(), k.RemotePod, k.RemoteNamespace}
 }
 
@@ -92,7 +93,7 @@ func (t *Table) rollupFor(c *Conn) *Rollup {
 	k := RollupKey{
 		Process: c.Process, ContainerID: c.Workload.ContainerID,
 		Pod: c.Workload.Pod, Namespace: c.Workload.Namespace,
-		RemoteIP: addrString(c.DstIP), Direction: c.Direction,
+		RemoteIP: c.DstIP.Unmap(), Direction: c.Direction,
 		ServicePort: c.DstPort,
 	}
 	if c.Direction == DirPassive {

@@ -116,7 +116,7 @@ func (t *Table) fill(c *Conn, s *State) {
 // admit gives a new connection its series (under the cap) and its rollup.
 func (t *Table) admit(c *Conn) {
 	if t.series < t.opt.MaxSeries {
-		c.labels = c.makeLabels()
+		c.hasSeries = true
 		t.series++
 	} else {
 		t.ctr.SeriesOverflow++
@@ -160,11 +160,7 @@ func (t *Table) Observe(sk uint64, s *State) {
 		if c.key.start == 0 {
 			c.key.start = s.StartNs
 		}
-		hadPID := c.PID
 		t.fill(c, s)
-		if hadPID == 0 && c.PID != 0 && c.labels != nil {
-			c.labels = c.makeLabels()
-		}
 	}
 	c.seenFlush = t.flushes
 	if s.Flags&FlagEstablished != 0 && s.BytesAcked >= s.AckedBase {
@@ -237,17 +233,21 @@ func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
 	c.RTTVar = time.Duration(ev.RttvarUs) * time.Microsecond
 	c.Cwnd = ev.SndCwnd
 	if s.Flags&FlagPartial != 0 {
-		// Per-CPU map without cross-CPU lookup: add this CPU's share.
+		// Per-CPU map without cross-CPU lookup (before 5.19): the record
+		// holds the closing CPU's share only, which the last flush already
+		// counted in its merged view. Keep the larger of the two per bucket,
+		// never their sum; samples other CPUs took since that flush are lost.
+		var n uint64
 		for i, v := range s.RttHist {
-			c.RTTHist[i] += uint64(v)
+			c.RTTHist[i] = max(c.RTTHist[i], uint64(v))
+			n += c.RTTHist[i]
 		}
-		c.RTTSamples += uint64(s.RttSamples)
-		c.RTTSumMicros += s.RttSumUs
+		if n > c.RTTSamples {
+			c.RTTSumMicros = max(c.RTTSumMicros, s.RttSumUs)
+			c.RTTSamples = n
+		}
 	} else {
 		t.mergeRTT(c, s)
-	}
-	if c.labels != nil {
-		c.labels = c.makeLabels()
 	}
 	t.account(c)
 	if !wasClosed {
@@ -291,7 +291,7 @@ func (t *Table) Sweep() {
 		if t.closed[c.key] == c {
 			delete(t.closed, c.key)
 		}
-		if c.labels != nil {
+		if c.hasSeries {
 			t.series--
 		}
 		t.ctr.Evicted++
@@ -299,7 +299,8 @@ func (t *Table) Sweep() {
 		t.free = append(t.free, c)
 		n++
 	}
-	t.order = t.order[n:]
+	// Compact in place so the backing array is reused, not regrown.
+	t.order = t.order[:copy(t.order, t.order[n:])]
 }
 
 // Each calls fn for every connection that has per-connection series, under
@@ -308,12 +309,12 @@ func (t *Table) Each(fn func(c *Conn)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.open {
-		if c.labels != nil {
+		if c.hasSeries {
 			fn(c)
 		}
 	}
 	for _, c := range t.order {
-		if c.labels != nil {
+		if c.hasSeries {
 			fn(c)
 		}
 	}

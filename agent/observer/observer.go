@@ -282,7 +282,6 @@ func (ob *Observer) UserCounters() map[string]uint64 {
 	return map[string]uint64{
 		"close_applied": c.Closes, "flush": c.Snapshots, "folded": c.Evicted,
 		"series_overflow": c.SeriesOverflow, "open_lost": c.LostOpen,
-		"transport_lost": ob.events.Lost(),
 	}
 }
 

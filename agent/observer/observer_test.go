@@ -1,0 +1,325 @@
+package observer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/nettest"
+)
+
+// Exact payload bytes, both sockets, every transport × map type, IPv4 and
+// IPv6; ground truth is what the test's own client and server moved.
+func TestBytesExact(t *testing.T) {
+	for _, transport := range config.Transports {
+		for _, mt := range config.MapTypes {
+			t.Run(transport+"/"+mt, func(t *testing.T) {
+				ob := start(t, func(c *config.Config) { c.Transport, c.MapType = transport, mt })
+				for _, fam := range []struct{ net, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+					ln, err := net.Listen(fam.net, fam.addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer ln.Close()
+					req, resp := 200_000+rand.IntN(100_000), 50_000+rand.IntN(10_000)
+					res := exchange(t, ln, func() (net.Conn, error) { return net.Dial(fam.net, ln.Addr().String()) }, req, resp)
+					check := func(side string, labels map[string]string, sent, recv int64) {
+						eventually(t, 5*time.Second, fam.net+" "+side+" bytes", func() (bool, string) {
+							s := ob.value(t, "ebpf_net_obs_connection_bytes_sent_total", labels)
+							r := ob.value(t, "ebpf_net_obs_connection_bytes_received_total", labels)
+							return s == float64(sent) && r == float64(recv),
+								fmt.Sprintf("observer sent=%v received=%v, application sent=%d received=%d", s, r, sent, recv)
+						})
+					}
+					check("client", connLabels(res.clientLocal, res.clientRemote), res.clientSent, res.clientRecv)
+					check("server", connLabels(res.serverLocal, res.serverRemote), res.serverSent, res.serverRecv)
+					// The owner is this process on both sides: connect() and listen().
+					pid := strconv.Itoa(syscall.Getpid())
+					for _, l := range []map[string]string{connLabels(res.clientLocal, res.clientRemote), connLabels(res.serverLocal, res.serverRemote)} {
+						l["pid"] = pid
+						if ob.value(t, "ebpf_net_obs_connection_bytes_sent_total", l) < 0 {
+							t.Errorf("%s: connection %v not attributed to pid %s", fam.net, l, pid)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// Retransmissions under real loss equal the kernel's own count (tcp_info).
+func TestRetransmitsMatchTCPInfo(t *testing.T) {
+	ob := start(t, nil)
+	peer := nettest.NewPeer(t)
+	ln := peer.Listen(t, net.JoinHostPort(peer.PeerIP.String(), "0"))
+	// Drop 10% of the host's data segments; SYNs, ACKs and FINs pass, so
+	// nothing is retransmitted after the last tcp_info reading.
+	peer.DropFromHost(t, 10, 200)
+
+	srvDone := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			srvDone <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		var total int
+		for total < 4<<20 {
+			n, err := c.Read(buf)
+			if err != nil {
+				srvDone <- err
+				return
+			}
+			total += n
+		}
+		_, err = c.Write([]byte("done"))
+		srvDone <- err
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(make([]byte, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := c.Read(ack); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-srvDone; err != nil {
+		t.Fatal(err)
+	}
+	info, err := nettest.TCPInfo(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Unacked != 0 {
+		t.Fatalf("data still unacknowledged: %d segments", info.Unacked)
+	}
+	want := info.Total_retrans
+	if want == 0 {
+		t.Fatal("no retransmissions happened under 10% loss; the loss rule is not working")
+	}
+	labels := connLabels(c.LocalAddr(), c.RemoteAddr())
+	c.Close()
+	eventually(t, 5*time.Second, "retransmits", func() (bool, string) {
+		got := ob.value(t, "ebpf_net_obs_connection_retransmits_total", labels)
+		return got == float64(want), fmt.Sprintf("observer %v, tcp_info %d", got, want)
+	})
+	t.Logf("retransmits: observer = tcp_info = %d over 4 MiB at 10%% loss", want)
+}
+
+// The smoothed RTT the observer reports for an open connection agrees with
+// the kernel's tcp_info at the same moment, within 25% or 50µs.
+func TestRTTMatchesTCPInfo(t *testing.T) {
+	ob := start(t, nil)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	for i := 0; i < 2000; i++ {
+		c.Write(buf)
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Idle from here on: both readings see the same last RTT sample.
+	info, err := nettest.TCPInfo(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := connLabels(c.LocalAddr(), c.RemoteAddr())
+	want := time.Duration(info.Rtt) * time.Microsecond
+	eventually(t, 5*time.Second, "srtt", func() (bool, string) {
+		got := ob.value(t, "ebpf_net_obs_connection_srtt_seconds", labels)
+		if got < 0 {
+			return false, "no srtt series"
+		}
+		diff := math.Abs(got - want.Seconds())
+		return diff <= math.Max(0.25*want.Seconds(), 50e-6), fmt.Sprintf("observer %.1fµs, tcp_info %v", got*1e6, want)
+	})
+}
+
+// A connect to a closed port is a failed connection with a reset received;
+// a connection aborted with SO_LINGER 0 is a reset sent by one side and
+// received by the other.
+func TestConnectFailureAndReset(t *testing.T) {
+	ob := start(t, nil)
+	closed, _ := net.Listen("tcp4", "127.0.0.1:0")
+	port := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	if _, err := net.Dial("tcp4", closed.Addr().String()); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial closed port: %v, want connection refused", err)
+	}
+	rl := map[string]string{"remote_ip": "127.0.0.1", "service_port": strconv.Itoa(port), "direction": "active"}
+	eventually(t, 5*time.Second, "connect failure", func() (bool, string) {
+		f := ob.value(t, "ebpf_net_obs_connections_failed_total", rl)
+		r := ob.value(t, "ebpf_net_obs_resets_total", with(rl, "kind", "received"))
+		return f == 1 && r == 1, fmt.Sprintf("failed=%v resets received=%v", f, r)
+	})
+
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Read(make([]byte, 1))
+		c.(*net.TCPConn).SetLinger(0) // close sends RST
+		c.Close()
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte{1})
+	c.Read(make([]byte, 1)) // returns on the reset
+	c.Close()
+	sport := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	eventually(t, 5*time.Second, "reset", func() (bool, string) {
+		rx := ob.value(t, "ebpf_net_obs_resets_total", map[string]string{"service_port": sport, "direction": "active", "kind": "received"})
+		tx := ob.value(t, "ebpf_net_obs_resets_total", map[string]string{"service_port": sport, "direction": "passive", "kind": "sent"})
+		return rx == 1 && tx == 1, fmt.Sprintf("client received=%v server sent=%v", rx, tx)
+	})
+}
+
+func with(m map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for a, b := range m {
+		out[a] = b
+	}
+	return out
+}
+
+// churn makes n short connections (connect, 64 B each way, close) with
+// the given concurrency and returns how long it took.
+func churn(t *testing.T, n, workers int) time.Duration {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 64)
+				if _, err := c.Read(buf); err == nil {
+					c.Write(buf)
+				}
+				c.Read(buf) // wait for the client's close: TIME_WAIT stays client-side
+				c.Close()
+			}()
+		}
+	}()
+	var left atomic.Int64
+	left.Store(int64(n))
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64)
+			d := net.Dialer{}
+			for left.Add(-1) >= 0 {
+				c, err := d.Dial("tcp4", ln.Addr().String())
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				c.Write(buf)
+				c.Read(buf)
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failures.Load(); f > int64(n)/100 {
+		t.Fatalf("%d of %d connections failed", f, n)
+	}
+	return time.Since(begin)
+}
+
+// 100k short connections leave the kernel map and the table at baseline.
+func TestChurnLeavesMapAtBaseline(t *testing.T) {
+	ob := start(t, nil)
+	ob.Flush()
+	base, _ := ob.ConnMapFill()
+	took := churn(t, 100_000, 4)
+	t.Logf("100k connections in %v", took)
+	eventually(t, 5*time.Second, "map back to baseline", func() (bool, string) {
+		ob.Flush()
+		n, _ := ob.ConnMapFill()
+		open, _ := ob.Table.Len()
+		return n <= base+4 && open <= base+4, fmt.Sprintf("map entries %d, table open %d, baseline %d", n, open, base)
+	})
+	k, _ := ob.KernelCounters()
+	if k["map_full"] != 0 || k["transport_full"] != 0 {
+		t.Errorf("lost events: %v", k)
+	}
+}
+
+// Lost events at ~10k connections/s with default buffer sizes, per transport.
+func TestNoLossAtTenThousandPerSecond(t *testing.T) {
+	for _, transport := range config.Transports {
+		t.Run(transport, func(t *testing.T) {
+			ob := start(t, func(c *config.Config) { c.Transport = transport })
+			k0, _ := ob.KernelCounters()
+			took := churn(t, 30_000, 4)
+			ob.Flush()
+			k, _ := ob.KernelCounters()
+			closes := k["close"] - k0["close"]
+			lost := k["transport_full"] - k0["transport_full"]
+			t.Logf("%s: %d close records in %v (%.0f sockets closed/s), lost %d", transport, closes, took, float64(closes)/took.Seconds(), lost)
+			if lost != 0 {
+				t.Errorf("%s lost %d events with default buffers", transport, lost)
+			}
+			eventually(t, 5*time.Second, "every close applied", func() (bool, string) {
+				applied := ob.Table.Counters().Closes
+				return applied >= closes, fmt.Sprintf("applied %d of %d", applied, closes)
+			})
+		})
+	}
+}
