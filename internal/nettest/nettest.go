@@ -124,4 +124,3 @@ func TCPInfo(c net.Conn) (*unix.TCPInfo, error) {
 	}
 	return info, ierr
 }
-
