@@ -98,3 +98,23 @@ func TestBadProfilesAreOneLineErrors(t *testing.T) {
 		t.Errorf("Load(nope) = %v", err)
 	}
 }
+
+func TestSampleRateJSONIsANumber(t *testing.T) {
+	for _, r := range []SampleRate{Off, 1, 100} {
+		b, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back SampleRate
+		if err := back.UnmarshalJSON(b); err != nil || back != r {
+			t.Errorf("%v -> %s -> %v (%v)", r, b, back, err)
+		}
+	}
+	if b, _ := Off.MarshalJSON(); string(b) != "0" {
+		t.Errorf("off marshals as %s, want 0", b)
+	}
+	var r SampleRate
+	if err := r.UnmarshalJSON([]byte(`"off"`)); err != nil || r != Off {
+		t.Errorf(`"off" -> %v %v`, r, err)
+	}
+}

@@ -86,17 +86,20 @@ func (r *SampleRate) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// MarshalJSON writes "off" or the number.
+// MarshalJSON writes the number, 0 for off: one type for every consumer
+// of results.json (jq, vmtest's report), no string/number mix.
 func (r SampleRate) MarshalJSON() ([]byte, error) {
-	if r == Off {
-		return []byte(`"off"`), nil
-	}
 	return []byte(strconv.Itoa(int(r))), nil
 }
 
-// UnmarshalJSON reads "off" or the number.
+// UnmarshalJSON reads the number (0 = off) or "off".
 func (r *SampleRate) UnmarshalJSON(b []byte) error {
-	v, err := ParseSampleRate(strings.Trim(string(b), `"`))
+	s := strings.Trim(string(b), `"`)
+	if s == "0" {
+		*r = Off
+		return nil
+	}
+	v, err := ParseSampleRate(s)
 	*r = v
 	return err
 }
