@@ -304,7 +304,9 @@ func (t *Table) Sweep() {
 }
 
 // Each calls fn for every connection that has per-connection series, under
-// the table's lock: fn must not block.
+// the table's lock: fn must not block. Open connections come first, then
+// closed ones newest first, so a consumer keeping the first of several
+// connections with one 4-tuple keeps the latest.
 func (t *Table) Each(fn func(c *Conn)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -313,8 +315,8 @@ func (t *Table) Each(fn func(c *Conn)) {
 			fn(c)
 		}
 	}
-	for _, c := range t.order {
-		if c.hasSeries {
+	for i := len(t.order) - 1; i >= 0; i-- { // newest first
+		if c := t.order[i]; c.hasSeries {
 			fn(c)
 		}
 	}

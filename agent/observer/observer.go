@@ -25,8 +25,10 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/conntrack"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/export/prom"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/loader"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/procscan"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/reader"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
 )
 
 // Version is set at build time with -ldflags "-X ...observer.Version=...".
@@ -93,6 +95,7 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 		return nil, err
 	}
 	ob.kern = kern
+	ob.seedListeners()
 	if cfg.Transport == "ringbuf" {
 		ob.events, err = reader.NewRingbuf(kern.Objs.EventsRb, drainInterval)
 	} else {
@@ -121,6 +124,27 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return ob, nil
+}
+
+// seedListeners tells the kernel who owns the sockets that were listening
+// before it attached; it learns later listeners itself at listen(). The
+// kernel's own entries win (UpdateNoExist).
+func (ob *Observer) seedListeners() {
+	cg, _ := mounts.Cgroup2()
+	ls, err := procscan.Listeners("/proc", cg)
+	if err != nil {
+		ob.log.Warn("listener owners not seeded: accepted connections of existing listeners will lack a pid", "err", err)
+		return
+	}
+	for _, l := range ls {
+		key := bpf.TcpobsListenerKey{Netns: l.Netns, Port: l.Port, Family: l.Family}
+		owner := bpf.TcpobsOwner{Pid: l.PID, CgroupId: l.CgroupID}
+		for i := 0; i < len(owner.Comm)-1 && i < len(l.Comm); i++ {
+			owner.Comm[i] = int8(l.Comm[i])
+		}
+		_ = ob.kern.Objs.Listeners.Update(&key, &owner, ebpf.UpdateNoExist)
+	}
+	ob.log.Debug("seeded listener owners", "count", len(ls))
 }
 
 // ktimeToWall converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall time.

@@ -323,3 +323,21 @@ func TestNoLossAtTenThousandPerSecond(t *testing.T) {
 		})
 	}
 }
+
+// A server that was listening before the observer started still owns its
+// accepted connections (listener owners are seeded from /proc at start).
+func TestPreexistingListenerOwnsAcceptedConnections(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ob := start(t, nil)
+	res := exchange(t, ln, func() (net.Conn, error) { return net.Dial("tcp4", ln.Addr().String()) }, 1000, 10)
+	l := connLabels(res.serverLocal, res.serverRemote)
+	l["pid"] = strconv.Itoa(syscall.Getpid())
+	eventually(t, 5*time.Second, "server side attributed", func() (bool, string) {
+		v := ob.value(t, "ebpf_net_obs_connection_bytes_received_total", l)
+		return v == 1000, fmt.Sprintf("server series for pid %s: %v", l["pid"], v)
+	})
+}

@@ -4,6 +4,8 @@
 package prom
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/conntrack"
@@ -40,8 +42,16 @@ func (c *ConnCollector) Collect(ch chan<- prometheus.Metric) {
 	// Build under the table lock, send after: a slow scraper must not
 	// stall the event reader.
 	var ms []prometheus.Metric
+	// A 4-tuple can come back within the retention (a client port reused
+	// after TIME_WAIT): the newest connection owns the series.
+	seen := map[string]struct{}{}
 	c.table.Each(func(conn *conntrack.Conn) {
 		l := conn.Labels()
+		id := strings.Join(l, "\x00")
+		if _, dup := seen[id]; dup {
+			return
+		}
+		seen[id] = struct{}{}
 		ms = append(ms,
 			prometheus.MustNewConstMetric(c.sent, prometheus.CounterValue, float64(conn.BytesSent), l...),
 			prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(conn.BytesReceived), l...),

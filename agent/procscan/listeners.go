@@ -1,0 +1,164 @@
+// Package procscan finds, from /proc, the processes that own TCP listening
+// sockets. The kernel side learns a listener's owner when listen() runs; for
+// sockets that were listening before the observer started, this scan seeds
+// the same map once at start.
+package procscan
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Listener is one listening socket and the process that owns it.
+type Listener struct {
+	Netns    uint32 // inode of the network namespace
+	Port     uint16
+	Family   uint16 // 2 = AF_INET, 10 = AF_INET6
+	PID      uint32
+	Comm     string
+	CgroupID uint64 // cgroup v2 ID (inode of the process's cgroup directory)
+}
+
+type sockKey struct {
+	netns uint32
+	inode uint64
+}
+
+type sockInfo struct{ port, family uint16 }
+
+// Listeners scans procRoot (normally /proc). cgroup2 is the cgroup v2 mount
+// used to turn a process's cgroup path into its ID ("" skips IDs).
+func Listeners(procRoot, cgroup2 string) ([]Listener, error) {
+	pids, err := pidDirs(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	socks := map[sockKey]sockInfo{}
+	scanned := map[uint32]bool{}
+	netnsOf := map[uint32]uint32{}
+	for _, pid := range pids {
+		ns, ok := netnsInode(filepath.Join(procRoot, strconv.Itoa(int(pid)), "ns", "net"))
+		if !ok {
+			continue
+		}
+		netnsOf[pid] = ns
+		if scanned[ns] {
+			continue
+		}
+		scanned[ns] = true
+		for _, f := range []struct {
+			name   string
+			family uint16
+		}{{"tcp", 2}, {"tcp6", 10}} {
+			parseListening(filepath.Join(procRoot, strconv.Itoa(int(pid)), "net", f.name), f.family, func(inode uint64, port uint16) {
+				socks[sockKey{ns, inode}] = sockInfo{port, f.family}
+			})
+		}
+	}
+	var out []Listener
+	seen := map[sockKey]bool{}
+	for _, pid := range pids { // ascending: the parent usually comes first
+		ns := netnsOf[pid]
+		fdDir := filepath.Join(procRoot, strconv.Itoa(int(pid)), "fd")
+		fds, err := os.ReadDir(fdDir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
+			if err != nil || !strings.HasPrefix(link, "socket:[") {
+				continue
+			}
+			ino, err := strconv.ParseUint(strings.TrimSuffix(link[len("socket:["):], "]"), 10, 64)
+			if err != nil {
+				continue
+			}
+			k := sockKey{ns, ino}
+			info, ok := socks[k]
+			if !ok || seen[k] {
+				continue
+			}
+			seen[k] = true
+			out = append(out, Listener{Netns: ns, Port: info.port, Family: info.family, PID: pid,
+				Comm: comm(procRoot, pid), CgroupID: cgroupID(procRoot, cgroup2, pid)})
+		}
+	}
+	return out, nil
+}
+
+func pidDirs(procRoot string) ([]uint32, error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", procRoot, err)
+	}
+	var pids []uint32
+	for _, e := range ents {
+		if n, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
+			pids = append(pids, uint32(n))
+		}
+	}
+	return pids, nil
+}
+
+func netnsInode(path string) (uint32, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, false
+	}
+	return uint32(st.Ino), true
+}
+
+// parseListening reads /proc/net/tcp{,6}: state 0A is LISTEN.
+func parseListening(path string, family uint16, fn func(inode uint64, port uint16)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || fields[3] != "0A" {
+			continue
+		}
+		i := strings.LastIndexByte(fields[1], ':')
+		port, err1 := strconv.ParseUint(fields[1][i+1:], 16, 16)
+		inode, err2 := strconv.ParseUint(fields[9], 10, 64)
+		if i < 0 || err1 != nil || err2 != nil {
+			continue
+		}
+		fn(inode, uint16(port))
+	}
+}
+
+func comm(procRoot string, pid uint32) string {
+	b, _ := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(int(pid)), "comm"))
+	return strings.TrimSpace(string(b))
+}
+
+// cgroupID is the inode of the process's cgroup v2 directory, which is what
+// bpf_get_current_cgroup_id() returns.
+func cgroupID(procRoot, cgroup2 string, pid uint32) uint64 {
+	if cgroup2 == "" {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(int(pid)), "cgroup"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			var st syscall.Stat_t
+			if syscall.Stat(filepath.Join(cgroup2, rest), &st) == nil {
+				return st.Ino
+			}
+		}
+	}
+	return 0
+}
