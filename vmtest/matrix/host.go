@@ -108,7 +108,7 @@ func prewarm(ctx context.Context, cfg Config, gocache string, progress func(stri
 	}
 	for _, tc := range cfg.TestCmds {
 		f := strings.Fields(tc)
-		if goTestPatterns(tc) == nil || testAvailability(ctx, cfg.Project, tc) != "" {
+		if _, done := cfg.compiled[tc]; done || goTestPatterns(tc) == nil || testAvailability(ctx, cfg.Project, tc) != "" {
 			continue
 		}
 		progress("compiling tests on the host for the guest's cache: %s", tc)

@@ -39,6 +39,10 @@ type Config struct {
 	TestCmds    []string
 	BenchCmd    string // "" = DefaultBenchCmd
 	NoBench     bool
+	// GoTestInGuest runs `go test` commands as they are inside the guest
+	// instead of compiling them on the host first (see testbin.go).
+	GoTestInGuest bool
+	compiled      map[string]compiledTests
 	// Per-step limits inside a kernel; a boot is killed after their sum
 	// plus BootAllowance.
 	FeaturesTimeout, TestsTimeout, BenchTimeout, BootAllowance time.Duration
@@ -81,6 +85,11 @@ func (c *Config) defaults() {
 	}
 }
 
+type compiledTests struct {
+	pkgs     []testPackage
+	testArgs []string
+}
+
 // plannedStep is a step decided on the host before booting.
 type plannedStep struct {
 	name, command, shell string
@@ -109,6 +118,23 @@ func Run(ctx context.Context, cfg Config) ([]*Summary, error) {
 	var bench, benchMissing string
 	if !cfg.NoBench {
 		bench, benchMissing = findBench(ctx, cfg)
+	}
+	cfg.compiled = map[string]compiledTests{}
+	if !cfg.GoTestInGuest {
+		for _, tc := range cfg.TestCmds {
+			if testAvailability(ctx, cfg.Project, tc) != "" {
+				continue
+			}
+			cfg.Log("compiling test binaries on the host: %s", tc)
+			pkgs, args, err := compileTests(ctx, cfg.Project, tc, filepath.Join(cfg.CacheDir, "testbin"))
+			if err != nil {
+				cfg.Log("could not compile %q on the host (%v): it runs as is in the guests", tc, err)
+				continue
+			}
+			if pkgs != nil {
+				cfg.compiled[tc] = compiledTests{pkgs, args}
+			}
+		}
 	}
 	var sums []*Summary
 	for i, target := range targets {
@@ -283,6 +309,10 @@ func planSteps(ctx context.Context, cfg Config, dir, bench, benchMissing string)
 		}
 		st.unavailable = testAvailability(ctx, cfg.Project, tc)
 		st.shell = fmt.Sprintf("{ echo \"### %s\"; %s; } >>%s 2>&1", strings.ReplaceAll(tc, `"`, `\"`), tc, testsLog)
+		if c, ok := cfg.compiled[tc]; ok {
+			st.shell = fmt.Sprintf("{ echo \"### %s (compiled on the host with go test -c; the binaries run here)\"; %s } >>%s 2>&1",
+				strings.ReplaceAll(tc, `"`, `\"`), binaryTestShell(c.pkgs, c.testArgs), testsLog)
+		}
 		if st.unavailable != "" {
 			// Say so in tests.log too, where people look first.
 			line := fmt.Sprintf("### %s\nnot available: %s\n", tc, st.unavailable)

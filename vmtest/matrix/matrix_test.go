@@ -190,3 +190,66 @@ func TestRunHostOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitGoTest(t *testing.T) {
+	pats, build, test, ok := splitGoTest("go test -count=1 -race -run TestX -v -tags=integration ./agent/... ./bpf/...")
+	if !ok {
+		t.Fatal("not split")
+	}
+	if strings.Join(pats, " ") != "./agent/... ./bpf/..." || strings.Join(build, " ") != "-race -tags=integration" ||
+		strings.Join(test, " ") != "-test.count=1 -test.run=TestX -test.v" {
+		t.Errorf("pats %v build %v test %v", pats, build, test)
+	}
+	for _, bad := range []string{"go test -json ./...", "go vet ./...", "go test -count=1"} {
+		if _, _, _, ok := splitGoTest(bad); ok {
+			t.Errorf("%q split; want it run as is", bad)
+		}
+	}
+}
+
+func TestBinaryTestShell(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pass.test")
+	fail := filepath.Join(dir, "fail.test")
+	if err := os.WriteFile(pass, []byte("#!/bin/sh\necho args: \"$@\"; pwd\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fail, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sh := binaryTestShell([]testPackage{
+		{importPath: "x/pass", dir: dir, binary: pass},
+		{importPath: "x/fail", dir: dir, binary: fail},
+		{importPath: "x/broken", buildError: "undefined: Foo"},
+	}, []string{"-test.count=1"})
+	out, err := runBash(t, sh)
+	if err == nil {
+		t.Error("a failing package must fail the step")
+	}
+	for _, want := range []string{"args: -test.count=1", dir, "ok  \tx/pass", "FAIL\tx/fail", "undefined: Foo", "FAIL\tx/broken [build failed on the host]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestLoadSummariesOrder(t *testing.T) {
+	out := t.TempDir()
+	for _, s := range []*Summary{{Release: "6.12.118+deb13-amd64"}, {Release: "5.10.0-46-amd64"}, {Release: "6.18.44-fc", Host: true}, {Release: "6.1.0-56-amd64"}, {Release: "7.2.13+deb14-amd64"}} {
+		if err := writeJSON(filepath.Join(out, s.Release, "summary.json"), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums, err := LoadSummaries(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range sums {
+		got = append(got, s.Release)
+	}
+	want := "6.18.44-fc 5.10.0-46-amd64 6.1.0-56-amd64 6.12.118+deb13-amd64 7.2.13+deb14-amd64"
+	if strings.Join(got, " ") != want {
+		t.Errorf("order = %v", got)
+	}
+}

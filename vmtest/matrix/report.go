@@ -221,3 +221,44 @@ func writeBenchTable(b *strings.Builder, ks []kernelData) {
 		b.WriteString("No kernel has bench results (bench not available or it failed: see each kernel's bench.log and summary.json).\n")
 	}
 }
+
+// LoadSummaries reads every out/<release>/summary.json, host first, then by
+// release; `vmtest report` redraws the report from them.
+func LoadSummaries(out string) ([]*Summary, error) {
+	files, err := filepath.Glob(filepath.Join(out, "*", "summary.json"))
+	if err != nil {
+		return nil, err
+	}
+	var sums []*Summary
+	for _, f := range files {
+		var s Summary
+		if err := readJSON(f, &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		sums = append(sums, &s)
+	}
+	sort.SliceStable(sums, func(i, j int) bool {
+		if sums[i].Host != sums[j].Host {
+			return sums[i].Host
+		}
+		return versionLess(sums[i].Release, sums[j].Release)
+	})
+	return sums, nil
+}
+
+// versionLess orders releases numerically: 5.10 < 6.1 < 6.12 < 7.2.
+func versionLess(a, b string) bool {
+	pa, pb := strings.FieldsFunc(a, notDigit), strings.FieldsFunc(b, notDigit)
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		if pa[i] == pb[i] {
+			continue
+		}
+		if len(pa[i]) != len(pb[i]) {
+			return len(pa[i]) < len(pb[i])
+		}
+		return pa[i] < pb[i]
+	}
+	return len(pa) < len(pb)
+}
+
+func notDigit(r rune) bool { return r < '0' || r > '9' }

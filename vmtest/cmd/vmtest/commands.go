@@ -187,6 +187,7 @@ func cmdMatrix(ctx context.Context, args []string) int {
 	fs.Var(&testCmds, "test-cmd", "test command run in each kernel (repeatable; default: "+strings.Join(matrix.DefaultTestCmds, "; ")+")")
 	noTests := fs.Bool("no-tests", false, "run no test commands")
 	noBench := fs.Bool("no-bench", false, "skip the bench run")
+	goTestInGuest := fs.Bool("go-test-in-guest", false, "run `go test` commands as they are in the guest (slow under TCG) instead of host-compiled test binaries")
 	benchCmd := fs.String("bench-cmd", matrix.DefaultBenchCmd, "bench command; {bench} is bin/bench, {out} the kernel's result folder")
 	benchBin := fs.String("bench", "", "bench binary (default PROJECT/bin/bench, built when missing)")
 	cpus := fs.Int("cpus", 2, "guest CPUs")
@@ -205,7 +206,7 @@ func cmdMatrix(ctx context.Context, args []string) int {
 	cfg := matrix.Config{
 		Out: *out, IncludeHost: *includeHost, CacheDir: *cacheDir,
 		Project: guest.ProjectRoot(wd), VMTest: self, Bench: *benchBin,
-		TestCmds: testCmds, BenchCmd: *benchCmd, NoBench: *noBench,
+		TestCmds: testCmds, BenchCmd: *benchCmd, NoBench: *noBench, GoTestInGuest: *goTestInGuest,
 		TestsTimeout: *testsTimeout, BenchTimeout: *benchTimeout,
 		CPUs: *cpus, Memory: *memory, KVM: *kvm, Log: logf,
 	}
@@ -231,4 +232,24 @@ func cmdMatrix(ctx context.Context, args []string) int {
 		}
 	}
 	return code
+}
+
+func cmdReport(args []string) int {
+	fs := flag.NewFlagSet("vmtest report", flag.ContinueOnError)
+	out := fs.String("out", "results/kernels", "result folder of earlier matrix runs")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	sums, err := matrix.LoadSummaries(*out)
+	if err != nil {
+		return fail(err)
+	}
+	if len(sums) == 0 {
+		return fail(fmt.Errorf("no %s/*/summary.json: run `vmtest matrix` first", *out))
+	}
+	if err := matrix.WriteReport(*out, sums); err != nil {
+		return fail(err)
+	}
+	logf("wrote %s and comparison.png from %d kernels", filepath.Join(*out, "report.md"), len(sums))
+	return 0
 }

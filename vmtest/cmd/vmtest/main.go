@@ -29,6 +29,7 @@ commands:
   features [--json]          report BPF program/map types, helpers, tracepoints of this kernel
   matrix [--out DIR] [--kernels 5.10,6.1,6.12,7] [--include-host]
                              features, tests and a bench smoke run in every kernel
+  report [--out DIR]         redraw DIR/report.md and comparison.png from DIR/*/summary.json
 
 VERSION is a release prefix: 5.10, 6.1, 6.12, 7, or a full release such as 6.1.0-47-amd64.
 Common flags: --cache-dir DIR (default $XDG_CACHE_HOME/ebpf-net-obs or ~/.cache/ebpf-net-obs)
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string) int {
 		return cmdFeatures(ctx, args[1:])
 	case "matrix":
 		return cmdMatrix(ctx, args[1:])
+	case "report":
+		return cmdReport(args[1:])
 	case "-h", "--help", "help":
 		usage()
 		return 0
