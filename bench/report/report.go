@@ -167,8 +167,17 @@ func aaCheck(w io.Writer, f *results.File) {
 	}
 }
 
-// bpfStatsCost compares each bpf_stats=false cell with its twin.
+// bpfStatsCost reports the statistics' cost per run measured at start, and
+// compares each bpf_stats=false cell with its twin.
 func bpfStatsCost(w io.Writer, f *results.File) {
+	if c := f.Meta.BPFStatsCost; c != nil {
+		if c.OnNsPerRun > 0 {
+			fmt.Fprintf(w, "BPF run-time statistics add %.1f ns to every BPF program run on this machine (empty program under BPF_PROG_TEST_RUN: %.1f ns per run without, %.1f with). "+
+				"The *stats ns/op* column below is that times the runs per operation. %s\n\n", c.AddedNsPerRun, c.OffNsPerRun, c.OnNsPerRun, c.Note)
+		} else {
+			fmt.Fprintf(w, "BPF statistics cost per run: %s\n\n", c.Note)
+		}
+	}
 	for _, off := range okCells(f) {
 		if off.BPFStats {
 			continue
@@ -185,12 +194,20 @@ func bpfStatsCost(w io.Writer, f *results.File) {
 }
 
 func costTable(w io.Writer, f *results.File) {
-	fmt.Fprintf(w, "## Observer cost\n\n| cell | BPF ns/op | agent CPU ns/op | peak RSS | map memory | events lost | sampled out |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	added := 0.0
+	if sc := f.Meta.BPFStatsCost; sc != nil {
+		added = sc.AddedNsPerRun
+	}
+	fmt.Fprintf(w, "## Observer cost\n\n| cell | BPF ns/op | stats ns/op | agent CPU ns/op | peak RSS | map memory | events lost | sampled out |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, c := range okCells(f) {
 		if c.SampleRate == matrix.Off {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.1f MiB | %.1f KiB | %.0f | %.0f |\n", c.Label(), c.BPFNsPerOp(), c.AgentCPUPerOpNs,
+		runs := 0.0
+		for _, r := range c.RunsPerOp {
+			runs += r
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.1f MiB | %.1f KiB | %.0f | %.0f |\n", c.Label(), c.BPFNsPerOp(), runs*added, c.AgentCPUPerOpNs,
 			float64(c.AgentPeakRSSBytes)/(1<<20), float64(c.MapMemoryBytes)/1024, c.EventsLost, c.EventsSampledOut)
 	}
 	fmt.Fprintln(w)

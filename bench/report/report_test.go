@@ -16,6 +16,7 @@ func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
 	dir := t.TempDir()
 	f := resultstest.File("6.18.0", 1, resultstest.Curve(6, 2, 0.5, 0.02, 6)...)
 	f.Cells[2].Warnings = []string{"observer did not stop cleanly: exit status 1"}
+	f.Meta.BPFStatsCost = &results.StatsCost{OffNsPerRun: 15, OnNsPerRun: 49, AddedNsPerRun: 34}
 	if err := Write(f, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +24,7 @@ func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "Cost of the kernel's BPF run-time statistics",
+	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "Cost of the kernel's BPF run-time statistics", "add 34.0 ns to every BPF program run",
 		"crr-64 ringbuf hash rate=1", "`handle_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report.md lacks %q", want)

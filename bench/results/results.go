@@ -41,6 +41,16 @@ type Meta struct {
 	Observer       string             `json:"observer"`                      // binary or command measured
 	Loadgen        string             `json:"loadgen"`
 	Run            matrix.RunSettings `json:"run"`
+	BPFStatsCost   *StatsCost         `json:"bpf_stats_cost,omitempty"`
+}
+
+// StatsCost is what enabling the kernel's BPF run-time statistics adds to
+// each program run, measured at the start of the run (BPF_PROG_TEST_RUN).
+type StatsCost struct {
+	OffNsPerRun   float64 `json:"off_ns_per_run"`
+	OnNsPerRun    float64 `json:"on_ns_per_run"`
+	AddedNsPerRun float64 `json:"added_ns_per_run"`
+	Note          string  `json:"note,omitempty"`
 }
 
 // Latency is loadgen's latency_ns object.

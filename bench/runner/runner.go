@@ -155,7 +155,15 @@ func open(cfg Config) (*results.File, error) {
 	}
 	host, _ := os.Hostname()
 	ids, _ := probe.ProgramIDs()
-	return &results.File{Meta: results.Meta{
+	var cost *results.StatsCost
+	if needsObserver(Plan(cfg.Profile, cfg.Observer)) {
+		if c, err := probe.MeasureStatsCost(); err != nil {
+			cost = &results.StatsCost{Note: "not measured: " + err.Error()}
+		} else {
+			cost = &results.StatsCost{OffNsPerRun: c.OffNsPerRun, OnNsPerRun: c.OnNsPerRun, AddedNsPerRun: c.AddedNsPerRun, Note: c.Note}
+		}
+	}
+	return &results.File{Meta: results.Meta{BPFStatsCost: cost,
 		Kernel: Kernel(), Profile: cfg.Profile.Name, Commit: Commit(), CPUs: numCPU(), CPUModel: cpuModel(),
 		Start: time.Now().UTC(), GoVersion: goVersion(), Command: cfg.Command, Hostname: host,
 		LoadAvgAtStart: loadAvg(), ForeignBPFProg: len(ids), Observer: cfg.Observer.String(),

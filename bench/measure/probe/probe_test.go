@@ -84,3 +84,17 @@ func TestParseFDInfo(t *testing.T) {
 		t.Errorf("fdinfo %v", f)
 	}
 }
+
+func TestMeasureStatsCost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load a BPF program")
+	}
+	c, err := MeasureStatsCost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OffNsPerRun <= 0 || c.OnNsPerRun <= 0 {
+		t.Errorf("cost %+v", c)
+	}
+	t.Logf("BPF stats: %.1f ns/run off, %.1f on, +%.1f", c.OffNsPerRun, c.OnNsPerRun, c.AddedNsPerRun)
+}
