@@ -15,7 +15,8 @@ import (
 //	benchstat old/benchstat.txt new/benchstat.txt
 //
 // config, when not empty, is written as a "key: value" line first (e.g.
-// "run: old"), which lets one stream carry two runs (benchstat -col run).
+// "run: old"), which lets one stream carry two runs
+// (benchstat -col run -ignore commit,kernel,profile).
 func WriteBenchstat(w io.Writer, f *results.File, config string) error {
 	var b strings.Builder
 	if config != "" {

@@ -126,7 +126,7 @@ func kernelReport(dirs []string, out string) error {
 func cmdCompare(args []string) error {
 	fs := flag.NewFlagSet("bench compare", flag.ContinueOnError)
 	threshold := fs.Float64("threshold", 2, "percentage points of overhead growth tolerated")
-	format := fs.String("format", "table", "table, or benchstat (Go benchmark format of both runs, for `benchstat -col run`)")
+	format := fs.String("format", "table", "table, or benchstat (Go benchmark format of both runs, for `benchstat -col run -ignore commit,kernel,profile`)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
