@@ -2,7 +2,9 @@ package plot
 
 import (
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -128,7 +130,10 @@ func Latency(f *results.File, dir string) ([]Figure, error) {
 	for _, w := range sortedKeys(byWorkload) {
 		cells := byWorkload[w]
 		sort.Slice(cells, func(i, j int) bool { return cells[i].Key < cells[j].Key })
-		p := newPlot("Latency percentiles: "+w, "percentile", "latency µs (median over runs)")
+		p := newPlot("Latency percentiles: "+w, "percentile", "latency µs (median over runs, log scale)")
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = ticks125{}
+		p.Legend.Left = true // the tail rises to the right
 		var base []results.Sample
 		for _, c := range cells {
 			base = append(base, c.Baseline...)
@@ -152,7 +157,7 @@ func Latency(f *results.File, dir string) ([]Figure, error) {
 				for _, smp := range s.samples {
 					vals = append(vals, get(smp.Loadgen.LatencyNs)[j]/1000)
 				}
-				xys[j] = plotter.XY{X: float64(j), Y: median(vals)}
+				xys[j] = plotter.XY{X: float64(j), Y: max(median(vals), 0.001)} // log scale: no zeros
 			}
 			l, pts, err := plotter.NewLinePoints(xys)
 			if err != nil {
@@ -183,4 +188,21 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// ticks125 labels 1, 2 and 5 times each power of ten: a log axis over one
+// or two decades would otherwise carry a single label.
+type ticks125 struct{}
+
+// Ticks implements plot.Ticker.
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	var out []plot.Tick
+	for dec := math.Pow(10, math.Floor(math.Log10(lo))); dec <= hi; dec *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			if v := m * dec; v >= lo && v <= hi {
+				out = append(out, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+			}
+		}
+	}
+	return out
 }

@@ -93,7 +93,7 @@ func zeroLine(p *plot.Plot) {
 	l, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: 0}, {X: p.X.Max, Y: 0}})
 	if err == nil {
 		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-		l.Color = plotutil.Color(6)
+		l.Color = color.Gray{Y: 128}
 		p.Add(l)
 	}
 }
@@ -162,6 +162,7 @@ func OverheadCurves(f *results.File, dir string) ([]Figure, error) {
 		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 		p.X.Min, p.X.Max = -0.8, math.Log10(maxRate)+0.3
 		zeroLine(p)
+		headroom(p)
 		name := fmt.Sprintf("overhead_%s_%s.png", safe(k.workload), safe(k.transport))
 		if err := save(p, dir, name, 7*vg.Inch); err != nil {
 			return figs, err
@@ -169,6 +170,11 @@ func OverheadCurves(f *results.File, dir string) ([]Figure, error) {
 		figs = append(figs, Figure{name, fmt.Sprintf("Throughput overhead vs sample rate, %s over %s (error bars: 95%% bootstrap CI)", k.workload, k.transport)})
 	}
 	return figs, nil
+}
+
+// headroom extends the y axis upwards so the legend does not hide data.
+func headroom(p *plot.Plot) {
+	p.Y.Max += 0.35 * (p.Y.Max - p.Y.Min)
 }
 
 func addErrLine(p *plot.Plot, name string, i int, pts errPoints) error {
@@ -207,7 +213,13 @@ func safe(s string) string {
 	}, s)
 }
 
-func colorOf(i int) color.Color { return plotutil.Color(i) }
+// colorOf is the palette; -1 is the reference series (black).
+func colorOf(i int) color.Color {
+	if i < 0 {
+		return color.Black
+	}
+	return plotutil.Color(i)
+}
 func shapeOf(i int) draw.GlyphDrawer {
 	if i < 0 {
 		return draw.BoxGlyph{}
