@@ -43,16 +43,7 @@ func All(f *results.File, dir string) ([]Figure, error) {
 	return figs, nil
 }
 
-// ok returns the measured cells of f.
-func ok(f *results.File) []results.Cell {
-	var out []results.Cell
-	for _, c := range f.Cells {
-		if c.OK() {
-			out = append(out, c)
-		}
-	}
-	return out
-}
+func ok(f *results.File) []results.Cell { return f.Measured() }
 
 // errPoints are points with asymmetric y errors (CI low/high).
 type errPoints struct {

@@ -108,15 +108,7 @@ func Reproduce(m results.Meta) string {
 	return strings.Join(q, " ")
 }
 
-func okCells(f *results.File) []results.Cell {
-	var out []results.Cell
-	for _, c := range f.Cells {
-		if c.OK() {
-			out = append(out, c)
-		}
-	}
-	return out
-}
+func okCells(f *results.File) []results.Cell { return f.Measured() }
 
 func pct(e stats.Estimate) string {
 	if e.N == 0 {

@@ -159,6 +159,17 @@ func (c *Cell) Label() string {
 	return s
 }
 
+// Measured returns the cells measured to the end, in order.
+func (f *File) Measured() []Cell {
+	var out []Cell
+	for _, c := range f.Cells {
+		if c.OK() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // Find returns the cell with key, or nil.
 func (f *File) Find(key string) *Cell {
 	for i := range f.Cells {
