@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/export/otlp"
 )
 
 // Setup builds the observer with every optional part the configuration asks
@@ -14,5 +16,40 @@ func Setup(ctx context.Context, cfg config.Config, log *slog.Logger) (*Observer,
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: loading BPF needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN")
 	}
-	return New(cfg, log, Options{})
+	ob, err := New(cfg, log, Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := setupOTLP(ctx, ob, cfg, log); err != nil {
+		ob.Close()
+		return nil, err
+	}
+	return ob, nil
+}
+
+// otlpStopTimeout bounds the final push when the observer stops.
+const otlpStopTimeout = 5 * time.Second
+
+// setupOTLP starts the OTLP push when --otlp-endpoint is set.
+func setupOTLP(ctx context.Context, ob *Observer, cfg config.Config, log *slog.Logger) error {
+	if cfg.OTLPEndpoint == "" {
+		return nil
+	}
+	node := cfg.NodeName
+	if node == "" {
+		node = os.Getenv("NODE_NAME") // set by the DaemonSet; the hostname is no node name
+	}
+	stop, err := otlp.Start(ctx, otlp.Options{
+		Endpoint: cfg.OTLPEndpoint, Interval: cfg.OTLPInterval, Table: ob.Table,
+		NodeName: node, Version: Version,
+	}, log)
+	if err != nil {
+		return err
+	}
+	ob.AddCloser(func() error {
+		c, cancel := context.WithTimeout(context.Background(), otlpStopTimeout)
+		defer cancel()
+		return stop(c)
+	})
+	return nil
 }
