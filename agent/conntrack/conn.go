@@ -80,7 +80,7 @@ type Conn struct {
 	Cwnd             uint32
 	Flags            uint32
 	Opened, Closed   time.Time // Closed is zero while open
-	RTTHist          [RTTBuckets]uint64
+	RTTHist          [RTTBuckets]uint32
 	RTTSamples       uint64
 	RTTSumMicros     uint64
 
@@ -92,7 +92,7 @@ type Conn struct {
 
 type accounted struct {
 	sent, received, retrans, rttSamples, rttSum uint64
-	rttHist                                     [RTTBuckets]uint64
+	rttHist                                     [RTTBuckets]uint32
 	resetRx, resetTx                            bool
 }
 

@@ -104,12 +104,18 @@ func (t *Table) rollupFor(c *Conn) *Rollup {
 			k.RemoteNamespace, k.RemotePod = ns, pod
 		}
 	}
+	// Consecutive connections mostly share a rollup (one client, one
+	// service): skip the map's hashing of five strings for them.
+	if r := t.lastRollup; r != nil && r.Key == k {
+		return r
+	}
 	r := t.rollups[k]
 	if r == nil {
 		r = &Rollup{Key: k, RTT: newHistogram(RTTBounds), Duration: newHistogram(DurationBounds)}
 		r.values = k.Values()
 		t.rollups[k] = r
 	}
+	t.lastRollup = r
 	return r
 }
 
@@ -140,7 +146,7 @@ func (t *Table) account(c *Conn) {
 	if c.RTTSamples > a.rttSamples {
 		for i, v := range c.RTTHist {
 			if v > a.rttHist[i] {
-				r.RTT.Counts[i] += v - a.rttHist[i]
+				r.RTT.Counts[i] += uint64(v - a.rttHist[i])
 				a.rttHist[i] = v
 			}
 		}

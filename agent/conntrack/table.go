@@ -28,17 +28,19 @@ type Counters struct {
 // Table is safe for concurrent use: the event reader, the flusher and
 // scrapes each take the lock briefly.
 type Table struct {
-	opt     Options
-	mu      sync.Mutex
-	open    map[uint64]*Conn // by socket address
-	closed  map[connKey]*Conn
-	order   []*Conn // closed connections in close order, for eviction
-	rollups map[RollupKey]*Rollup
-	series  int
-	flushes uint64
-	procs   map[[16]byte]string // interned command names
-	free    []*Conn
-	ctr     Counters
+	opt        Options
+	mu         sync.Mutex
+	open       map[uint64]*Conn  // by socket address
+	lost       map[connKey]*Conn // retired without a close record (rare): a late record completes them
+	order      []*Conn           // closed connections in close order, for eviction
+	rollups    map[RollupKey]*Rollup
+	lastRollup *Rollup
+	slab       []Conn // Conns are carved from chunks: one allocation per 256 connections
+	series     int
+	flushes    uint64
+	procs      map[[16]byte]string // interned command names
+	free       []*Conn
+	ctr        Counters
 }
 
 // New returns an empty table.
@@ -52,7 +54,7 @@ func New(o Options) *Table {
 	return &Table{
 		opt:     o,
 		open:    map[uint64]*Conn{},
-		closed:  map[connKey]*Conn{},
+		lost:    map[connKey]*Conn{},
 		rollups: map[RollupKey]*Rollup{},
 		procs:   map[[16]byte]string{},
 	}
@@ -84,7 +86,12 @@ func (t *Table) newConn() *Conn {
 		*c = Conn{}
 		return c
 	}
-	return new(Conn)
+	if len(t.slab) == 0 {
+		t.slab = make([]Conn, 256)
+	}
+	c := &t.slab[0]
+	t.slab = t.slab[1:]
+	return c
 }
 
 // fill sets identity fields from a kernel state the first time they are known.
@@ -127,27 +134,30 @@ func (t *Table) admit(c *Conn) {
 }
 
 // BeginFlush starts a snapshot pass; call Observe for every entry of the
-// kernel map, then EndFlush.
+// kernel map, then EndFlush. The table stays locked in between, so no close
+// record is applied while the kernel map is being read: an entry the batch
+// read returns is either still open or its close record comes after EndFlush
+// (the kernel deletes the entry before it emits the record).
 func (t *Table) BeginFlush() {
 	t.mu.Lock()
 	t.flushes++
 	t.ctr.Snapshots++
-	t.mu.Unlock()
 }
 
-// Observe applies one live entry of the kernel's connection map.
+// Observe applies one live entry of the kernel's connection map; only
+// between BeginFlush and EndFlush.
 func (t *Table) Observe(sk uint64, s *State) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	key := connKey{sk, s.StartNs}
-	if _, done := t.closed[key]; done {
-		return // read before its close record was processed
+	if _, done := t.lost[key]; done {
+		return
 	}
 	c := t.open[sk]
 	if c != nil && c.key.start != s.StartNs && s.StartNs != 0 && c.key.start != 0 {
-		// The socket address was reused: the old one closed; its
-		// record is on the way and will find it among the closed.
-		t.retire(c, t.opt.Now())
+		// The socket address was reused and the old one's close record
+		// was lost: retire it with what was last seen.
+		delete(t.open, sk)
+		t.ctr.LostOpen++
+		t.retireLost(c, t.opt.Now())
 		c = nil
 	}
 	if c == nil {
@@ -180,9 +190,7 @@ func (t *Table) mergeRTT(c *Conn, s *State) {
 	if uint64(s.RttSamples) < c.RTTSamples {
 		return
 	}
-	for i, v := range s.RttHist {
-		c.RTTHist[i] = uint64(v)
-	}
+	c.RTTHist = s.RttHist
 	c.RTTSamples = uint64(s.RttSamples)
 	c.RTTSumMicros = s.RttSumUs
 }
@@ -190,18 +198,24 @@ func (t *Table) mergeRTT(c *Conn, s *State) {
 // EndFlush retires open connections the kernel no longer has and that
 // produced no close record within a flush (evicted from an LRU map, or a
 // record lost to a full transport); they count as closed with the totals
-// last seen.
+// last seen. It ends the pass BeginFlush started.
 func (t *Table) EndFlush() {
-	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.opt.Now()
 	for sk, c := range t.open {
 		if c.seenFlush+1 < t.flushes {
 			delete(t.open, sk)
 			t.ctr.LostOpen++
-			t.retire(c, now)
+			t.retireLost(c, now)
 		}
 	}
+}
+
+// retireLost retires c without its close record; a record arriving late
+// still completes it.
+func (t *Table) retireLost(c *Conn, at time.Time) {
+	t.lost[c.key] = c
+	t.retire(c, at)
 }
 
 // Close applies a close record: its totals are exact.
@@ -211,7 +225,7 @@ func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
 	t.ctr.Closes++
 	s := &ev.State
 	key := connKey{ev.Sk, s.StartNs}
-	c, wasClosed := t.closed[key]
+	c, wasClosed := t.lost[key]
 	if !wasClosed {
 		if o := t.open[ev.Sk]; o != nil && (o.key.start == s.StartNs || s.StartNs == 0) {
 			c = o
@@ -239,8 +253,8 @@ func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
 		// never their sum; samples other CPUs took since that flush are lost.
 		var n uint64
 		for i, v := range s.RttHist {
-			c.RTTHist[i] = max(c.RTTHist[i], uint64(v))
-			n += c.RTTHist[i]
+			c.RTTHist[i] = max(c.RTTHist[i], v)
+			n += uint64(c.RTTHist[i])
 		}
 		if n > c.RTTSamples {
 			c.RTTSumMicros = max(c.RTTSumMicros, s.RttSumUs)
@@ -263,10 +277,9 @@ func (o Options) KtimeOr(ns uint64) time.Time {
 	return o.Now()
 }
 
-// retire moves c to the closed set; its series stay for the retention.
+// retire moves c to the closed list; its series stay for the retention.
 func (t *Table) retire(c *Conn, at time.Time) {
 	c.Closed = at
-	t.closed[c.key] = c
 	t.order = append(t.order, c)
 	r := c.rollup
 	r.Active--
@@ -288,8 +301,8 @@ func (t *Table) Sweep() {
 	n := 0
 	for n < len(t.order) && t.order[n].Closed.Before(cutoff) {
 		c := t.order[n]
-		if t.closed[c.key] == c {
-			delete(t.closed, c.key)
+		if t.lost[c.key] == c {
+			delete(t.lost, c.key)
 		}
 		if c.hasSeries {
 			t.series--

@@ -229,13 +229,29 @@ func TestSocketAddressReuse(t *testing.T) {
 	})
 }
 
-func TestStaleSnapshotDoesNotResurrect(t *testing.T) {
+// A close record that arrives while the kernel map is being read waits for
+// the flush to end, so a snapshot entry can never resurrect a connection
+// whose record was already applied (the kernel deletes an entry before it
+// emits the record).
+func TestCloseWaitsForFlush(t *testing.T) {
 	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
 	st := curl.state(t)
-	tb.Close(closeRec{sk: 0xa, end: 2 * time.Second, sent: 10}.event(st))
-	stale := st
-	stale.BytesAcked = 999 // a snapshot read before the close was processed
-	observe(tb, map[uint64]conntrack.State{0xa: stale})
+	tb.BeginFlush()
+	done := make(chan struct{})
+	go func() {
+		tb.Close(closeRec{sk: 0xa, end: 2 * time.Second, sent: 10}.event(st))
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("close record applied in the middle of a flush")
+	case <-time.After(50 * time.Millisecond):
+	}
+	live := st
+	live.BytesAcked = 5 // read by the batch before the socket closed
+	tb.Observe(0xa, &live)
+	tb.EndFlush()
+	<-done
 	if open, closed := tb.Len(); open != 0 || closed != 1 {
 		t.Fatalf("Len() = %d, %d; want 0 open, 1 closed", open, closed)
 	}

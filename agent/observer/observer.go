@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"sync"
@@ -214,6 +215,10 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 func (ob *Observer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(ob.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(ob.log.Handler(), slog.LevelWarn)}))
+	if os.Getenv("EBPF_NET_OBS_PPROF") != "" {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ob.ready.Load() {
 			http.Error(w, "not attached", http.StatusServiceUnavailable)
