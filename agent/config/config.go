@@ -52,7 +52,7 @@ func Default() Config {
 		CloseRetention:      30 * time.Second,
 		MaxConnectionSeries: 10000,
 		RingbufBytes:        4 << 20,
-		PerfBufferBytes:     512 << 10,
+		PerfBufferBytes:     1 << 20,
 		BPFStats:            true,
 		OTLPInterval:        10 * time.Second,
 		PodLogDir:           "/var/log/pods",

@@ -35,7 +35,8 @@ func start(t *testing.T, mutate func(*config.Config)) *running {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ob, err := New(cfg, log, Options{})
+	// Setup, as the binary does: workload metadata and OTLP when configured.
+	ob, err := Setup(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

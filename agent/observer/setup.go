@@ -2,12 +2,14 @@ package observer
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/export/otlp"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/metadata"
 )
 
 // Setup builds the observer with every optional part the configuration asks
@@ -16,9 +18,27 @@ func Setup(ctx context.Context, cfg config.Config, log *slog.Logger) (*Observer,
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: loading BPF needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN")
 	}
-	ob, err := New(cfg, log, Options{})
+	var opts Options
+	res, err := metadata.New(ctx, metadata.Options{
+		CgroupRoot: cfg.CgroupPath, PodLogDir: cfg.PodLogDir, Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName,
+	})
 	if err != nil {
+		if cfg.Kubeconfig != "" {
+			return nil, fmt.Errorf("workload metadata: %w", err)
+		}
+		log.Warn("workload context off: container, pod and namespace labels stay empty", "err", err)
+	} else {
+		opts.Resolver = newWorkloads(res)
+	}
+	ob, err := New(cfg, log, opts)
+	if err != nil {
+		if res != nil {
+			res.Close()
+		}
 		return nil, err
+	}
+	if res != nil {
+		ob.AddCloser(res.Close)
 	}
 	if err := setupOTLP(ctx, ob, cfg, log); err != nil {
 		ob.Close()

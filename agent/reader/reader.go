@@ -97,7 +97,7 @@ type perfReader struct {
 // NewPerf reads the perf event array m with perCPU bytes per CPU. A
 // watermark batches wake-ups the way the ring buffer's threshold does.
 func NewPerf(m *ebpf.Map, perCPU int, drain time.Duration) (Reader, error) {
-	rd, err := perf.NewReaderWithOptions(m, perCPU, perf.ReaderOptions{Watermark: perCPU / 8})
+	rd, err := perf.NewReaderWithOptions(m, perCPU, perf.ReaderOptions{Watermark: perCPU / 16})
 	if err != nil {
 		return nil, fmt.Errorf("open perf reader: %w", err)
 	}
