@@ -1,11 +1,9 @@
 package metadata
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,87 +13,6 @@ import (
 // kubelet default of 110 pods has a few thousand cgroups; this is far above
 // that and still a bounded amount of work.
 const maxWalkDirs = 1 << 17
-
-// findCgroup2Mount returns the mount point of the cgroup2 filesystem in a
-// mountinfo file that shows the most of the hierarchy. Inside a container
-// the runtime's own /sys/fs/cgroup shows only the container's subtree (its
-// mountinfo root is "/" in a private cgroup namespace, or the container's
-// path in the host's), while a bind of the host's hierarchy shows the real
-// root (a root of "/../.." from inside a private namespace, "/" otherwise).
-// So the mount whose root climbs highest wins; then the shortest root; then
-// /sys/fs/cgroup, /sys/fs/cgroup/unified (hybrid hosts), first listed.
-func findCgroup2Mount(mountinfo string) (string, error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return "", fmt.Errorf("find cgroup2 mount: %w", err)
-	}
-	defer f.Close()
-	type cand struct {
-		point      string
-		up, down   int
-		preference int
-	}
-	var best *cand
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		// "36 35 98:0 /root /mnt rw,noatime master:1 - cgroup2 cgroup2 rw"
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, postFields := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(postFields) < 1 || postFields[0] != "cgroup2" {
-			continue
-		}
-		c := cand{point: unescapeMountPath(fields[4]), preference: 2}
-		for comp := range strings.SplitSeq(unescapeMountPath(fields[3]), "/") {
-			switch comp {
-			case "", ".":
-			case "..":
-				c.up++
-			default:
-				c.down++
-			}
-		}
-		switch c.point {
-		case "/sys/fs/cgroup":
-			c.preference = 0
-		case "/sys/fs/cgroup/unified":
-			c.preference = 1
-		}
-		if best == nil || c.up > best.up || (c.up == best.up && (c.down < best.down || (c.down == best.down && c.preference < best.preference))) {
-			best = &c
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("find cgroup2 mount: read %s: %w", mountinfo, err)
-	}
-	if best == nil {
-		return "", errors.New("no cgroup2 filesystem is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified, or set the cgroup root explicitly)")
-	}
-	return best.point, nil
-}
-
-// unescapeMountPath undoes the octal escapes (\040 for space, ...) that
-// the kernel writes into mountinfo paths.
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // cgroupID returns the cgroup v2 ID of a cgroup directory: its inode
 // number, which on 64-bit kernels is the full kernfs node ID that

@@ -1,6 +1,8 @@
 package metadata
 
 import (
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
+
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,7 +134,7 @@ func TestFindCgroup2Mount(t *testing.T) {
 			if err := os.WriteFile(p, []byte(tt.mountinfo), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := findCgroup2Mount(p)
+			got, err := mounts.Cgroup2From(p)
 			if (err != nil) != tt.wantErr || got != tt.want {
 				t.Errorf("findCgroup2Mount = %q, %v; want %q, error %v", got, err, tt.want, tt.wantErr)
 			}

@@ -21,6 +21,8 @@
 package metadata
 
 import (
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
+
 	"context"
 	"errors"
 	"fmt"
@@ -135,7 +137,7 @@ func New(ctx context.Context, o Options) (*Resolver, error) {
 	r.cache = newLRU(size)
 
 	if r.cgroupRoot == "" {
-		root, err := findCgroup2Mount(filepath.Join(r.procRoot, "self", "mountinfo"))
+		root, err := mounts.Cgroup2From(filepath.Join(r.procRoot, "self", "mountinfo"))
 		if err != nil {
 			return nil, fmt.Errorf("metadata: %w", err)
 		}

@@ -1,6 +1,8 @@
 package metadata
 
 import (
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
+
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -121,7 +123,7 @@ func TestPrivilegedRealCgroups(t *testing.T) {
 	privtest.Require(t)
 	t.Setenv("KUBECONFIG", "")
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	root, err := findCgroup2Mount("/proc/self/mountinfo")
+	root, err := mounts.Cgroup2From("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatalf("this test needs a cgroup2 hierarchy: %v", err)
 	}

@@ -1,7 +1,8 @@
 package mounts
 
 import (
-	"strings"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -11,7 +12,11 @@ func TestCgroup2From(t *testing.T) {
 		{"unified", "22 1 0:20 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n", "/sys/fs/cgroup"},
 		{"none", "22 1 0:20 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", ""},
 	} {
-		got, err := cgroup2From(strings.NewReader(tc.info))
+		p := filepath.Join(t.TempDir(), "mountinfo")
+		if err := os.WriteFile(p, []byte(tc.info), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Cgroup2From(p)
 		if got != tc.want || (tc.want == "") != (err != nil) {
 			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
 		}
