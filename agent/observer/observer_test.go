@@ -1,20 +1,20 @@
 package observer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/nettest"
+	"github.com/ebpf-net-obs/ebpf-net-obs/loadgen"
 )
 
 // Exact payload bytes, both sockets, every transport × map type, IPv4 and
@@ -227,59 +227,33 @@ func with(m map[string]string, k, v string) map[string]string {
 	return out
 }
 
-// churn makes n short connections (connect, 64 B each way, close) with
-// the given concurrency and returns how long it took.
-func churn(t *testing.T, n, workers int) time.Duration {
+// churn makes at least n short connections (connect, 64 B each way,
+// close) as fast as loadgen's crr mode, the project's yardstick, goes, and
+// returns how many and how long it took.
+func churn(t *testing.T, n, workers int) (int, time.Duration) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	srv, err := loadgen.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				buf := make([]byte, 64)
-				if _, err := c.Read(buf); err == nil {
-					c.Write(buf)
-				}
-				c.Read(buf) // wait for the client's close: TIME_WAIT stays client-side
-				c.Close()
-			}()
-		}
-	}()
-	var left atomic.Int64
-	left.Store(int64(n))
-	var failures atomic.Int64
-	var wg sync.WaitGroup
+	go srv.Serve()
+	defer srv.Close()
 	begin := time.Now()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 64)
-			d := net.Dialer{}
-			for left.Add(-1) >= 0 {
-				c, err := d.Dial("tcp4", ln.Addr().String())
-				if err != nil {
-					failures.Add(1)
-					continue
-				}
-				c.Write(buf)
-				c.Read(buf)
-				c.Close()
-			}
-		}()
+	var ops, errs uint64
+	for ops < uint64(n) {
+		res, err := loadgen.Run(context.Background(), loadgen.Config{
+			Mode: loadgen.ModeCRR, Target: srv.Addr().String(), Size: 64, Concurrency: workers,
+			Duration: 2 * time.Second, Warmup: -1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, errs = ops+res.Ops, errs+res.Errors
 	}
-	wg.Wait()
-	if f := failures.Load(); f > int64(n)/100 {
-		t.Fatalf("%d of %d connections failed", f, n)
+	if errs > ops/100 {
+		t.Fatalf("%d of %d connections failed", errs, ops)
 	}
-	return time.Since(begin)
+	return int(ops), time.Since(begin)
 }
 
 // 100k short connections leave the kernel map and the table at baseline.
@@ -287,8 +261,8 @@ func TestChurnLeavesMapAtBaseline(t *testing.T) {
 	ob := start(t, nil)
 	ob.Flush()
 	base, _ := ob.ConnMapFill()
-	took := churn(t, 100_000, 4)
-	t.Logf("100k connections in %v", took)
+	n, took := churn(t, 100_000, 4)
+	t.Logf("%d connections in %v", n, took)
 	eventually(t, 5*time.Second, "map back to baseline", func() (bool, string) {
 		ob.Flush()
 		n, _ := ob.ConnMapFill()
@@ -307,7 +281,7 @@ func TestNoLossAtTenThousandPerSecond(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			ob := start(t, func(c *config.Config) { c.Transport = transport })
 			k0, _ := ob.KernelCounters()
-			took := churn(t, 30_000, 4)
+			_, took := churn(t, 30_000, 4)
 			ob.Flush()
 			k, _ := ob.KernelCounters()
 			closes := k["close"] - k0["close"]
