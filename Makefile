@@ -12,7 +12,7 @@ APT_BUILD := clang-16 llvm-16 libbpf-dev bpftool
 APT_TEST := nftables iproute2 iperf3 sockperf prometheus
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build generate vmlinux test fmt-check vet check-generated unit bench vmtest deps-build deps-test mounts clean
+.PHONY: all build generate vmlinux test fmt-check vet check-generated unit bench bench-smoke bench-compare calibrate vmtest deps-build deps-test mounts clean
 
 all: build
 
@@ -65,6 +65,17 @@ test: deps-test mounts fmt-check vet check-generated build unit
 ## Bench and kernels --------------------------------------------------------
 bench: deps-test mounts build
 	$(BIN)/bench run --profile quick --out results/latest
+
+bench-smoke: deps-test mounts build
+	$(BIN)/bench run --profile smoke --out $${OUT:-/tmp/bench-smoke}
+
+# make bench-compare OLD=results/main: exit 1 on a significant overhead growth
+bench-compare: build
+	$(BIN)/bench compare $(OLD) results/latest --threshold $${THRESHOLD:-2}
+
+# loadgen against iperf3, sockperf and a C connect loop (docs/loadgen.md)
+calibrate: deps-test build
+	loadgen/calibrate/run.sh 5 2
 
 vmtest: build
 	$(BIN)/vmtest matrix --out results/kernels
