@@ -118,7 +118,7 @@ func TestWriteReport(t *testing.T) {
 	feat("6.1.0-56-amd64", true)
 	bench := `{"meta":{"kernel":"6.1.0-56-amd64"},"cells":[` +
 		`{"workload":"crr","transport":"ringbuf","map_type":"hash","sample_rate":1,"throughput_overhead_pct":4.5,"bpf_ns_per_run":{"inet_sock_set_state":310,"sockops":120}},` +
-		`{"workload":"crr","transport":"perf","map_type":"hash","sample_rate":1,"throughput_overhead_pct":6.1,"bpf_ns_per_run":{"inet_sock_set_state":350}}]}`
+		`{"workload":"crr","transport":"perf","map_type":"hash","sample_rate":"1","throughput_overhead_pct":6.1,"bpf_ns_per_run":{"inet_sock_set_state":350}}]}`
 	if err := os.WriteFile(filepath.Join(out, "6.1.0-56-amd64", "bench", "results.json"), []byte(bench), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,10 @@ func overheadPanel(ks []kernelData) *plot.Plot {
 	transports := map[string]bool{}
 	for _, k := range with {
 		for _, c := range k.bench.Cells {
-			transports[c.Transport] = true
+			// "none" is the bench's A/A reference cell, not an observer.
+			if c.Transport != "none" && c.Transport != "" {
+				transports[c.Transport] = true
+			}
 		}
 	}
 	groups := sortedKeys(transports)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/features"
@@ -16,9 +17,25 @@ type BenchCell struct {
 	Workload              string             `json:"workload"`
 	Transport             string             `json:"transport"`
 	MapType               string             `json:"map_type"`
-	SampleRate            float64            `json:"sample_rate"`
+	SampleRate            flexNumber         `json:"sample_rate"`
 	ThroughputOverheadPct float64            `json:"throughput_overhead_pct"`
 	BPFNsPerRun           map[string]float64 `json:"bpf_ns_per_run"`
+}
+
+// flexNumber reads a JSON number or a string (older bench results wrote
+// sample_rate as a string, "off" for the no-observer cell).
+type flexNumber float64
+
+func (f *flexNumber) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*f = 0
+		return nil
+	}
+	// Anything not numeric ("off" for the no-observer cell) reads as 0.
+	v, _ := strconv.ParseFloat(s, 64)
+	*f = flexNumber(v)
+	return nil
 }
 
 // BenchResults is the part of bench's results.json the report uses.
@@ -213,7 +230,7 @@ func writeBenchTable(b *strings.Builder, ks []kernelData) {
 			for _, p := range progs {
 				ns = append(ns, fmt.Sprintf("%s %.0f", p, c.BPFNsPerRun[p]))
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %g | %.2f | %s |\n", c.Workload, c.Transport, c.MapType, c.SampleRate, c.ThroughputOverheadPct, strings.Join(ns, ", "))
+			fmt.Fprintf(b, "| %s | %s | %s | %g | %.2f | %s |\n", c.Workload, c.Transport, c.MapType, float64(c.SampleRate), c.ThroughputOverheadPct, strings.Join(ns, ", "))
 		}
 		b.WriteString("\n")
 	}
