@@ -83,7 +83,7 @@ calibrate: deps-test build
 	loadgen/calibrate/run.sh 5 2
 
 vmtest: build
-	$(BIN)/vmtest matrix --out results/kernels
+	$(BIN)/vmtest matrix --out results/kernels --include-host
 
 clean:
 	rm -rf $(BIN)
