@@ -25,13 +25,15 @@ func prometheus3() string {
 // receiver; PromQL there must return the byte and connection counts the
 // test's own sockets measured, under the same names /metrics uses.
 func TestOTLPReachesPrometheus3(t *testing.T) {
-	r := start(t, nil)
 	bin := needBinary(t, prometheus3(), "build it once with agent/export/otlp/testdata/get-receiver.sh (Go modules only, cached)")
 	promCfg := filepath.Join(t.TempDir(), "prometheus.yml")
 	if err := os.WriteFile(promCfg, []byte("global:\n  evaluation_interval: 1s\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := startPrometheus(t, bin, "--config.file="+promCfg, "--web.enable-otlp-receiver")
+	// Started after Prometheus, so stopped before it: the final push on
+	// stop must reach it too (a failure would log a warning).
+	r := start(t, nil)
 
 	cfg := r.cfg
 	cfg.OTLPEndpoint, cfg.OTLPInterval = p.url+"/api/v1/otlp", 500*time.Millisecond
