@@ -21,8 +21,13 @@ func TestPrometheusScrapesExactBytes(t *testing.T) {
 	bin := needBinary(t, "prometheus", "apt-get install -y prometheus (make deps-test does)")
 	cfg := filepath.Join(t.TempDir(), "prometheus.yml")
 	target := strings.TrimPrefix(r.url, "http://")
+	// 1s is the aim; under -race on a busy shared host a scrape of every
+	// connection on the host can take longer, and Prometheus requires
+	// scrape_timeout <= scrape_interval, so both are 5s (seen: >3s while
+	// another workload flooded the event transport).
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `global:
-  scrape_interval: 1s
+  scrape_interval: 5s
+  scrape_timeout: 5s
   evaluation_interval: 1s
 scrape_configs:
   - job_name: ebpf-net-obs
@@ -35,6 +40,11 @@ scrape_configs:
 
 	tr := makeTraffic(t, 3)
 	t0 := time.Now()
+	eventually(t, 60*time.Second, "a successful scrape", func() (bool, string) {
+		up, ok, detail := p.query(t, `up{job="ebpf-net-obs"}`)
+		_, _, took := p.query(t, `scrape_duration_seconds{job="ebpf-net-obs"}`)
+		return ok && up == 1, detail + "; " + took
+	})
 	for i, cp := range tr.clientPort {
 		p.expectQuery(t, fmt.Sprintf(`ebpf_net_obs_connection_bytes_sent_total{src_port="%d"}`, cp), float64(tr.req[i]))
 		p.expectQuery(t, fmt.Sprintf(`ebpf_net_obs_connection_bytes_received_total{src_port="%d"}`, cp), float64(tr.resp[i]))
