@@ -1,13 +1,13 @@
 package observer
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
 )
 
 // prometheus3 is where agent/export/otlp/testdata/get-receiver.sh caches
@@ -20,8 +20,8 @@ func prometheus3() string {
 	return filepath.Join(home, ".cache", "ebpf-net-obs", "bin", "prometheus3")
 }
 
-// TestOTLPReachesPrometheus3: the in-process observer, wired by setupOTLP as
-// --otlp-endpoint does, pushes OTLP/HTTP to a real Prometheus 3 OTLP
+// TestOTLPReachesPrometheus3: the in-process observer, built by Setup with
+// --otlp-endpoint set, pushes OTLP/HTTP to a real Prometheus 3 OTLP
 // receiver; PromQL there must return the byte and connection counts the
 // test's own sockets measured, under the same names /metrics uses.
 func TestOTLPReachesPrometheus3(t *testing.T) {
@@ -32,18 +32,11 @@ func TestOTLPReachesPrometheus3(t *testing.T) {
 	}
 	p := startPrometheus(t, bin, "--config.file="+promCfg, "--web.enable-otlp-receiver")
 	// Started after Prometheus, so stopped before it: the final push on
-	// stop must reach it too (a failure would log a warning).
-	r := start(t, nil)
-
-	cfg := r.cfg
-	cfg.OTLPEndpoint, cfg.OTLPInterval = p.url+"/api/v1/otlp", 500*time.Millisecond
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := setupOTLP(context.Background(), r.Observer, cfg, log); err != nil {
-		t.Fatal(err)
-	}
+	// stop must reach it too (a failure would log a warning). start runs
+	// Setup, as the binary does with --otlp-endpoint.
+	start(t, func(c *config.Config) {
+		c.OTLPEndpoint, c.OTLPInterval = p.url+"/api/v1/otlp", 500*time.Millisecond
+	})
 
 	tr := makeTraffic(t, 3)
 	t0 := time.Now()
