@@ -59,6 +59,23 @@ type Observer struct {
 	mapType  ebpf.MapType
 	extra    []func() error // closers of optional parts (OTLP, metadata)
 	closeEv  sync.Once
+	// kernMu keeps Close from unloading programs under a scrape that a slow
+	// client kept running past the server's shutdown timeout.
+	kernMu sync.RWMutex
+}
+
+// guarded collects from the kernel only while it is still loaded.
+type guarded struct {
+	ob *Observer
+	prometheus.Collector
+}
+
+func (g guarded) Collect(ch chan<- prometheus.Metric) {
+	g.ob.kernMu.RLock()
+	defer g.ob.kernMu.RUnlock()
+	if g.ob.kern != nil {
+		g.Collector.Collect(ch)
+	}
 }
 
 func (ob *Observer) closeEvents() {
@@ -117,10 +134,10 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 	ob.Registry.MustRegister(
 		prom.NewConnCollector(ob.Table),
 		prom.NewRollupCollector(ob.Table),
-		prom.NewSelfCollector(ob, map[string]string{
+		guarded{ob, prom.NewSelfCollector(ob, map[string]string{
 			"version": Version, "transport": cfg.Transport, "map_type": cfg.MapType,
 			"sample_rate": strconv.FormatUint(uint64(cfg.SampleRate), 10), "kernel": kernelRelease(),
-		}),
+		})},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -330,6 +347,8 @@ func (ob *Observer) Close() error {
 	}
 	ob.extra = nil
 	ob.closeEvents()
+	ob.kernMu.Lock()
+	defer ob.kernMu.Unlock()
 	if ob.kern != nil {
 		errs = append(errs, ob.kern.Close())
 		ob.kern = nil
