@@ -93,11 +93,14 @@ static __always_inline int is_tcp(struct sock *sk)
 }
 
 // At CLOSE the kernel has already released the local port (inet_num is 0),
-// so the local port is taken while the socket is bound and kept from then on.
+// so the local port is taken while the socket is bound and kept from then
+// on; inet_sport, which the release leaves alone, covers the rest.
 static __always_inline void read_tuple(struct sock *sk, struct conn_state *st)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!sport) // released at CLOSE; inet_sport (network order) survives
+		sport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	st->family = family;
 	if (sport)
 		st->sport = sport;

@@ -43,6 +43,13 @@ func TestBytesExact(t *testing.T) {
 					check("client", connLabels(res.clientLocal, res.clientRemote), res.clientSent, res.clientRecv)
 					check("server", connLabels(res.serverLocal, res.serverRemote), res.serverSent, res.serverRecv)
 					// The owner is this process on both sides: connect() and listen().
+					// Per-CPU maps before 5.19 carry only the closing CPU's share
+					// in a close record; the owner may be in another CPU's share
+					// (documented; the observer says so at start).
+					if _, partial := ob.kern.Disabled["percpu_merge"]; partial && ob.kern.PercpuConns() {
+						t.Logf("%s: owner not checked: %s", mt, ob.kern.Disabled["percpu_merge"])
+						continue
+					}
 					pid := strconv.Itoa(syscall.Getpid())
 					for _, l := range []map[string]string{connLabels(res.clientLocal, res.clientRemote), connLabels(res.serverLocal, res.serverRemote)} {
 						l["pid"] = pid
