@@ -1,6 +1,7 @@
 package observer
 
 import (
+	"fmt"
 	"math"
 	"net"
 	"strconv"
@@ -77,12 +78,16 @@ func TestSamplingKeepsRTTDistributionUnbiased(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	time.Sleep(300 * time.Millisecond)
-	full.Flush()
-	thin.Flush()
-
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	want := map[string]string{"service_port": port, "direction": "active"}
+	// Compare only once both observers have applied all four close records
+	// (slow consumers, e.g. under emulation, would otherwise be caught mid-way).
+	for _, ob := range []*running{full, thin} {
+		eventually(t, 20*time.Second, "close records applied", func() (bool, string) {
+			v := ob.value(t, "ebpf_net_obs_connections_closed_total", want)
+			return v == 4, fmt.Sprintf("closed %v of 4", v)
+		})
+	}
 	hf, ht := histogram(t, full, want), histogram(t, thin, want)
 	nf, nt := float64(hf.GetSampleCount()), float64(ht.GetSampleCount())
 	if nf < 5000 {
