@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -114,6 +116,10 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 	}
 	ob.kern = kern
 	ob.seedListeners()
+	// Loading parsed the kernel's BTF (tens of MiB of garbage now): collect
+	// it before the observer reports healthy, not while it observes.
+	runtime.GC()
+	debug.FreeOSMemory()
 	if cfg.Transport == "ringbuf" {
 		ob.events, err = reader.NewRingbuf(kern.Objs.EventsRb, drainInterval)
 	} else {
