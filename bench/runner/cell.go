@@ -108,10 +108,15 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 	}
 	var before snapshot
 	var lg results.Loadgen
+	if obs != nil {
+		before.metrics = obs.scrape(ctx)
+	}
 	lg, err = runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, run.Warmup.D(), run.Duration.D(), func() {
 		s.Start = time.Now().UTC()
 		if obs != nil {
-			before = obs.snapshot(ctx)
+			metrics := before.metrics
+			before = obs.snapshot()
+			before.metrics = metrics
 		}
 	})
 	if err != nil {
@@ -119,7 +124,9 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 	}
 	s.Loadgen = lg
 	if obs != nil {
-		s.Probe = obs.window(before, obs.snapshot(ctx))
+		after := obs.snapshot()
+		after.metrics = obs.scrape(ctx)
+		s.Probe = obs.window(before, after)
 		if obs.proc.exited() {
 			return s, warnings, fmt.Errorf("observer died during the measured window: %v: %s", obs.proc.exitErr(), lastLine(obs.proc.tail()))
 		}

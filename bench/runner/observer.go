@@ -149,14 +149,25 @@ type snapshot struct {
 	metrics *probe.Metrics
 }
 
-func (r *runningObserver) snapshot(ctx context.Context) snapshot {
-	s := snapshot{cpuNs: probe.CPUNs(probe.Tree(r.proc.pid())), progs: probe.ProgramStats(r.progIDs)}
-	if r.scrapes {
-		if m, err := probe.Scrape(ctx, r.baseURL+"/metrics"); err == nil {
-			s.metrics = m
-		}
+// snapshot reads the observer's CPU time and BPF statistics: cheap, so it
+// can mark the edges of the measured window.
+func (r *runningObserver) snapshot() snapshot {
+	return snapshot{cpuNs: probe.CPUNs(probe.Tree(r.proc.pid())), progs: probe.ProgramStats(r.progIDs)}
+}
+
+// scrape reads the observer's /metrics (lost and sampled-out counters). A
+// scrape costs the observer real CPU (every per-connection series is
+// built), so it is taken outside the measured window: before the warm-up
+// and after the client ended.
+func (r *runningObserver) scrape(ctx context.Context) *probe.Metrics {
+	if !r.scrapes {
+		return nil
 	}
-	return s
+	m, err := probe.Scrape(ctx, r.baseURL+"/metrics")
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // window turns two snapshots into what the observer cost in between.
