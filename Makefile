@@ -59,11 +59,14 @@ check-generated: generate
 
 # The race detector covers the concurrent consumer (event reader, table,
 # exporters) and loadgen; the rest runs without it, which spares CI a race
-# build of client-go.
+# build of client-go. The privileged packages run one at a time (-p 1): they
+# share the kernel, and other packages' processes, namespaces and traffic
+# disturbed them (TestPreexistingListenerOwnsAcceptedConnections failed only
+# when run beside other packages; cause not pinned down).
 RACE_PKGS := ./agent/conntrack/... ./agent/reader/... ./agent/export/... ./agent/config/... ./loadgen/... ./bench/...
 unit:
 	$(GO) test -race -count=1 $(RACE_PKGS)
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /agent/conntrack -e /agent/reader -e /agent/export -e /agent/config -e /loadgen -e /bench)
+	$(GO) test -p 1 -count=1 $$($(GO) list ./... | grep -v -e /agent/conntrack -e /agent/reader -e /agent/export -e /agent/config -e /loadgen -e /bench)
 
 test: deps-test mounts fmt-check vet check-generated build unit
 

@@ -265,16 +265,16 @@ func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
 	}
 	t.account(c)
 	if !wasClosed {
-		t.retire(c, t.opt.KtimeOr(ev.EndNs))
+		t.retire(c, t.closeTime(ev.EndNs))
 	}
 }
 
-// KtimeOr converts kernel time, or returns now without a converter.
-func (o Options) KtimeOr(ns uint64) time.Time {
-	if o.KtimeToWall != nil && ns != 0 {
-		return o.KtimeToWall(ns)
+// closeTime converts a record's kernel time, or is now without a converter.
+func (t *Table) closeTime(ns uint64) time.Time {
+	if t.opt.KtimeToWall != nil && ns != 0 {
+		return t.opt.KtimeToWall(ns)
 	}
-	return o.Now()
+	return t.opt.Now()
 }
 
 // retire moves c to the closed list; its series stay for the retention.

@@ -34,9 +34,6 @@ type Options struct {
 	Log            *slog.Logger
 }
 
-// Program names as the kernel knows them (and as metrics label them).
-var ProgramNames = []string{"set_state", "retransmit", "recv_reset", "send_reset", "sock_ops"}
-
 // Observer is the loaded and attached kernel side.
 type Observer struct {
 	Objs     bpf.TcpobsObjects
@@ -178,7 +175,7 @@ func (obs *Observer) attach() error {
 	return nil
 }
 
-// Programs returns the loaded programs by kernel name.
+// Programs returns the loaded programs by kernel name (as metrics label them).
 func (obs *Observer) Programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
 		"set_state":  obs.Objs.SetState,

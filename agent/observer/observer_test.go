@@ -330,6 +330,10 @@ func TestPreexistingListenerOwnsAcceptedConnections(t *testing.T) {
 	l["pid"] = strconv.Itoa(syscall.Getpid())
 	eventually(t, 5*time.Second, "server side attributed", func() (bool, string) {
 		v := ob.value(t, "ebpf_net_obs_connection_bytes_received_total", l)
-		return v == 1000, fmt.Sprintf("server series for pid %s: %v", l["pid"], v)
+		var got []string
+		for _, m := range ob.series(t, "ebpf_net_obs_connection_bytes_received_total", map[string]string{"src_port": l["src_port"]}) {
+			got = append(got, m.String())
+		}
+		return v == 1000, fmt.Sprintf("server series for pid %s: %v; on its port: %v", l["pid"], v, got)
 	})
 }

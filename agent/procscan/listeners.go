@@ -50,15 +50,16 @@ func Listeners(procRoot, cgroup2 string) ([]Listener, error) {
 		if scanned[ns] {
 			continue
 		}
-		scanned[ns] = true
-		for _, f := range []struct {
-			name   string
-			family uint16
-		}{{"tcp", 2}, {"tcp6", 10}} {
-			parseListening(filepath.Join(procRoot, strconv.Itoa(int(pid)), "net", f.name), f.family, func(inode uint64, port uint16) {
-				socks[sockKey{ns, inode}] = sockInfo{port, f.family}
-			})
-		}
+		// A process may exit between readdir and here: a namespace counts
+		// as scanned only once its tables were read, else the next process
+		// in it is asked.
+		ok4 := parseListening(filepath.Join(procRoot, strconv.Itoa(int(pid)), "net", "tcp"), func(inode uint64, port uint16) {
+			socks[sockKey{ns, inode}] = sockInfo{port, 2}
+		})
+		ok6 := parseListening(filepath.Join(procRoot, strconv.Itoa(int(pid)), "net", "tcp6"), func(inode uint64, port uint16) {
+			socks[sockKey{ns, inode}] = sockInfo{port, 10}
+		})
+		scanned[ns] = ok4 && ok6
 	}
 	var out []Listener
 	seen := map[sockKey]bool{}
@@ -114,10 +115,11 @@ func netnsInode(path string) (uint32, bool) {
 }
 
 // parseListening reads /proc/net/tcp{,6}: state 0A is LISTEN.
-func parseListening(path string, family uint16, fn func(inode uint64, port uint16)) {
+// It reports whether the whole table was read.
+func parseListening(path string, fn func(inode uint64, port uint16)) bool {
 	f, err := os.Open(path)
 	if err != nil {
-		return
+		return false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -135,6 +137,7 @@ func parseListening(path string, family uint16, fn func(inode uint64, port uint1
 		}
 		fn(inode, uint16(port))
 	}
+	return sc.Err() == nil
 }
 
 func comm(procRoot string, pid uint32) string {
