@@ -7,17 +7,21 @@
 // closed socket; open sockets are read by user space in batches from `conns`.
 //
 // Hooks (all stable, all present on Debian's 5.10 .. 7.x):
-//   raw_tracepoint/inet_sock_set_state  lifecycle, process attribution, final totals
+//   tp_btf/inet_sock_set_state          lifecycle, process attribution, final totals
+//   raw_tracepoint/inet_sock_set_state  the same where tp_btf does not load
 //   raw_tracepoint/tcp_retransmit_skb   live retransmit count
 //   raw_tracepoint/tcp_receive_reset    reset received
 //   raw_tracepoint/tcp_send_reset       reset sent
 //   sockops (cgroup v2 root)            per-ACK RTT samples and live counters
 // Raw tracepoints are used instead of perf-event tracepoints because they do
 // not copy the trace record before the program runs (PLATFORM.md measured the
-// copy at 2.5-4% of connection churn on its own).
+// copy at 2.5-4% of connection churn on its own). The loader prefers the
+// tp_btf twin of set_state: its socket pointer is BTF-typed, so socket fields
+// are plain loads instead of one bpf_probe_read_kernel call each.
 #include "vmlinux.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
+#include "bpf_tracing.h"
 #include "tcpobs.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -87,39 +91,47 @@ static __always_inline void count(__u32 idx)
 		*v += 1; // per-CPU slot: no atomic needed
 }
 
-static __always_inline int is_tcp(struct sock *sk)
-{
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
-}
+// RD reads field f of kernel object p. With btf set (tp_btf programs) p is
+// a BTF-typed pointer the verifier lets us dereference: a plain load with a
+// fault handler. Raw tracepoints get an untyped pointer and need a helper
+// call per read. btf is a literal at every call site of these always-inline
+// functions, so the compiler keeps one branch only.
+#define RD(btf, p, f) ((btf) ? (p)->f : BPF_CORE_READ(p, f))
 
-// At CLOSE the kernel has already released the local port (inet_num is 0),
-// so the local port is taken while the socket is bound and kept from then
-// on; inet_sport, which the release leaves alone, covers the rest.
-static __always_inline void read_tuple(struct sock *sk, struct conn_state *st)
+// At CLOSE the kernel has already released the local port (inet_num is 0);
+// inet_sport (network order), which the release leaves alone, still has it.
+static __always_inline void read_tuple(struct sock *sk, struct tcp_sock *tp,
+				       struct conn_state *st, const int btf)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (!sport) // released at CLOSE; inet_sport (network order) survives
-		sport = __builtin_bswap16(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	__u16 family = RD(btf, sk, __sk_common.skc_family);
+	__u16 sport = RD(btf, sk, __sk_common.skc_num);
+	if (!sport)
+		sport = __builtin_bswap16(RD(btf, tp, inet_conn.icsk_inet.inet_sport));
 	st->family = family;
 	if (sport)
 		st->sport = sport;
-	st->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	st->dport = __builtin_bswap16(RD(btf, sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
 		__u32 *s4 = (__u32 *)st->saddr, *d4 = (__u32 *)st->daddr;
-		*s4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		*d4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		*s4 = RD(btf, sk, __sk_common.skc_rcv_saddr);
+		*d4 = RD(btf, sk, __sk_common.skc_daddr);
+	} else if (btf) {
+		__builtin_memcpy(st->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(st->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
 	} else {
 		BPF_CORE_READ_INTO(&st->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&st->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
 }
 
-static __always_inline void fill_listener_key(struct sock *sk, struct listener_key *k)
+static __always_inline void fill_listener_key(struct sock *sk, struct listener_key *k, const int btf)
 {
-	k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	k->port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	k->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (btf)
+		k->netns = sk->__sk_common.skc_net.net->ns.inum;
+	else
+		k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	k->port = RD(btf, sk, __sk_common.skc_num);
+	k->family = RD(btf, sk, __sk_common.skc_family);
 }
 
 static __always_inline void owner_from_current(struct owner *o)
@@ -150,9 +162,9 @@ static __always_inline void on_connect(struct sock *sk, __u64 key)
 
 // Baselines: bytes_acked may count the SYN, so live "sent" is measured from
 // the value at establishment.
-static __always_inline void on_established(struct sock *sk, __u64 key, int passive)
+static __always_inline void on_established(struct sock *sk, struct tcp_sock *tp, __u64 key,
+					  int passive, const int btf)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 	struct conn_state fresh = {};
 
@@ -160,7 +172,7 @@ static __always_inline void on_established(struct sock *sk, __u64 key, int passi
 		// The handshake completes in softirq: `current` is whoever was
 		// running. The owner is the process that listens on this port.
 		struct listener_key lk = {};
-		fill_listener_key(sk, &lk);
+		fill_listener_key(sk, &lk, btf);
 		struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
 		if (!st) {
 			st = &fresh;
@@ -173,9 +185,9 @@ static __always_inline void on_established(struct sock *sk, __u64 key, int passi
 	} else if (!st) {
 		return; // opened before we attached, or the map was full
 	}
-	read_tuple(sk, st);
+	read_tuple(sk, tp, st, btf);
 	st->flags |= FLAG_ESTABLISHED;
-	st->acked_base = BPF_CORE_READ(tp, bytes_acked);
+	st->acked_base = RD(btf, tp, bytes_acked);
 	st->bytes_acked = st->acked_base;
 	if (st == &fresh)
 		put_state(key, st);
@@ -199,29 +211,24 @@ static __always_inline void merge_state(struct conn_state *dst, struct conn_stat
 		dst->rtt_hist[b] += src->rtt_hist[b];
 }
 
-static __always_inline void emit(struct conn_event *ev, void *ctx)
-{
-	if (use_ringbuf) {
-		__u64 flags = BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_query(&events_rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-		if (bpf_ringbuf_output(&events_rb, ev, sizeof(*ev), flags))
-			count(STAT_TRANSPORT_FULL);
-	} else {
-		if (bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, ev, sizeof(*ev)))
-			count(STAT_TRANSPORT_FULL);
-	}
-}
-
 // Close: final totals come from the socket itself, so they are exact whatever
-// the sampling rate and even if a live update was missed.
-static __always_inline void on_close(void *ctx, struct sock *sk, __u64 key, int oldstate)
+// the sampling rate and even if a live update was missed. The record is
+// built in place: in the ring buffer when that is the transport, else in a
+// per-CPU scratch slot (300 bytes do not fit the stack) for the perf array.
+static __always_inline void on_close(void *ctx, struct sock *sk, struct tcp_sock *tp, __u64 key,
+				    int oldstate, const int btf)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u32 zero = 0;
-	struct conn_event *ev = bpf_map_lookup_elem(&scratch, &zero);
-	if (!ev)
+	struct conn_event *ev;
+	if (use_ringbuf)
+		ev = bpf_ringbuf_reserve(&events_rb, sizeof(*ev), 0);
+	else
+		ev = bpf_map_lookup_elem(&scratch, &zero);
+	if (!ev) {
+		count(STAT_TRANSPORT_FULL);
+		bpf_map_delete_elem(&conns, &key);
 		return;
+	}
 
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 	if (st) {
@@ -247,7 +254,7 @@ static __always_inline void on_close(void *ctx, struct sock *sk, __u64 key, int 
 	}
 
 	struct conn_state *s = &ev->state;
-	read_tuple(sk, s);
+	read_tuple(sk, tp, s, btf);
 	if (oldstate == TCP_SYN_SENT) {
 		s->flags |= FLAG_CONNECT_FAILED;
 		count(STAT_CONNECT_FAILED);
@@ -259,7 +266,7 @@ static __always_inline void on_close(void *ctx, struct sock *sk, __u64 key, int 
 	if (!(s->flags & FLAG_RESET_RX) &&
 	    (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
 	     oldstate == TCP_FIN_WAIT1 || oldstate == TCP_SYN_RECV) &&
-	    BPF_CORE_READ(sk, sk_err) == 0)
+	    RD(btf, sk, sk_err) == 0)
 		s->flags |= FLAG_RESET_TX;
 	ev->sk = key;
 	ev->end_ns = bpf_ktime_get_ns();
@@ -267,66 +274,91 @@ static __always_inline void on_close(void *ctx, struct sock *sk, __u64 key, int 
 	// Payload only: bytes_sent counts every transmitted payload byte
 	// (retransmissions included, SYN/FIN excluded); bytes_received counts
 	// sequence space, in which a received FIN takes one number.
-	__u64 sent = BPF_CORE_READ(tp, bytes_sent);
-	__u64 retrans_bytes = BPF_CORE_READ(tp, bytes_retrans);
-	ev->bytes_sent = sent - retrans_bytes;
-	__u64 rcvd = BPF_CORE_READ(tp, bytes_received);
-	unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	ev->bytes_sent = RD(btf, tp, bytes_sent) - RD(btf, tp, bytes_retrans);
+	__u64 rcvd = RD(btf, tp, bytes_received);
+	unsigned long skflags = RD(btf, sk, __sk_common.skc_flags);
 	if ((skflags & (1UL << SOCK_DONE)) && rcvd > 0)
 		rcvd -= 1;
 	ev->bytes_received = rcvd;
-	ev->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	ev->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	ev->rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
-	ev->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	ev->total_retrans = RD(btf, tp, total_retrans);
+	ev->srtt_us = RD(btf, tp, srtt_us) >> 3;
+	ev->rttvar_us = RD(btf, tp, mdev_us) >> 2;
+	ev->snd_cwnd = RD(btf, tp, snd_cwnd);
 	ev->old_state = oldstate;
+	ev->_pad = 0;
 	count(STAT_CLOSE);
-	emit(ev, ctx);
+
+	if (use_ringbuf) {
+		// Wake the reader only once a batch has piled up; it also drains
+		// on a timer, so a trickle is never stranded.
+		__u64 flags = BPF_RB_NO_WAKEUP;
+		if (bpf_ringbuf_query(&events_rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+		bpf_ringbuf_submit(ev, flags);
+	} else if (bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, ev, sizeof(*ev))) {
+		count(STAT_TRANSPORT_FULL);
+	}
+}
+
+// Most transitions (FIN_WAIT*, CLOSE_WAIT, LAST_ACK, ...) need nothing.
+static __always_inline int wanted(int newstate)
+{
+	return newstate == TCP_SYN_SENT || newstate == TCP_ESTABLISHED ||
+	       newstate == TCP_LISTEN || newstate == TCP_CLOSE;
+}
+
+static __always_inline void on_set_state(void *ctx, struct sock *sk, struct tcp_sock *tp,
+					 int oldstate, int newstate, const int btf)
+{
+	__u64 key = (__u64)sk;
+
+	if (newstate == TCP_SYN_SENT) {
+		on_connect(sk, key);
+	} else if (newstate == TCP_ESTABLISHED) {
+		if (oldstate == TCP_SYN_SENT)
+			on_established(sk, tp, key, 0, btf);
+		else if (oldstate == TCP_SYN_RECV)
+			on_established(sk, tp, key, 1, btf);
+	} else if (newstate == TCP_LISTEN) {
+		// listen() runs in the owning process.
+		struct listener_key lk = {};
+		struct owner o = {};
+		fill_listener_key(sk, &lk, btf);
+		owner_from_current(&o);
+		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
+	} else if (oldstate == TCP_LISTEN) {
+		struct listener_key lk = {};
+		fill_listener_key(sk, &lk, btf);
+		bpf_map_delete_elem(&listeners, &lk);
+	} else if (oldstate != TCP_CLOSE) {
+		on_close(ctx, sk, tp, key, oldstate, btf);
+	}
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(set_state_btf, struct sock *sk, int oldstate, int newstate)
+{
+	// Leave before touching the socket or any map.
+	if (!wanted(newstate))
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk); // NULL unless TCP
+	if (!tp)
+		return 0;
+	on_set_state(ctx, sk, tp, oldstate, newstate, 1);
+	return 0;
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
 int set_state(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->args[0];
-	int oldstate = ctx->args[1];
 	int newstate = ctx->args[2];
-	__u64 key = (__u64)sk;
 
-	// Most transitions (FIN_WAIT*, CLOSE_WAIT, LAST_ACK, ...) need nothing:
-	// leave before touching the socket or any map.
-	switch (newstate) {
-	case TCP_SYN_SENT:
-	case TCP_ESTABLISHED:
-	case TCP_LISTEN:
-	case TCP_CLOSE:
-		break;
-	default:
+	if (!wanted(newstate))
 		return 0;
-	}
-	if (!is_tcp(sk))
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-
-	if (newstate == TCP_SYN_SENT) {
-		on_connect(sk, key);
-	} else if (newstate == TCP_ESTABLISHED) {
-		if (oldstate == TCP_SYN_SENT)
-			on_established(sk, key, 0);
-		else if (oldstate == TCP_SYN_RECV)
-			on_established(sk, key, 1);
-	} else if (newstate == TCP_LISTEN) {
-		// listen() runs in the owning process.
-		struct listener_key lk = {};
-		struct owner o = {};
-		fill_listener_key(sk, &lk);
-		owner_from_current(&o);
-		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
-	} else if (oldstate == TCP_LISTEN) {
-		struct listener_key lk = {};
-		fill_listener_key(sk, &lk);
-		bpf_map_delete_elem(&listeners, &lk);
-	} else if (oldstate != TCP_CLOSE) {
-		on_close(ctx, sk, key, oldstate);
-	}
+	on_set_state(ctx, sk, (struct tcp_sock *)sk, ctx->args[1], newstate, 0);
 	return 0;
 }
 
@@ -387,18 +419,6 @@ int sock_ops(struct bpf_sock_ops *skops)
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
 		return 1;
 	}
-	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
-		// The local port is bound by now; a connect that fails never
-		// reaches ESTABLISHED, and at CLOSE the port is already gone.
-		struct bpf_sock *sk = skops->sk;
-		if (!sk)
-			return 1;
-		__u64 key = (__u64)sk;
-		struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
-		if (st)
-			st->sport = skops->local_port;
-		return 1;
-	}
 	if (op != BPF_SOCK_OPS_RTT_CB)
 		return 1;
 
@@ -420,9 +440,11 @@ int sock_ops(struct bpf_sock_ops *skops)
 	__u32 rtt = skops->args[0];
 	if (!rtt)
 		rtt = skops->srtt_us >> 3;
-	__sync_fetch_and_add(&st->rtt_hist[log2_bucket(rtt)], 1);
-	__sync_fetch_and_add(&st->rtt_samples, 1);
-	__sync_fetch_and_add(&st->rtt_sum_us, rtt);
+	// Plain adds: sock_ops callbacks run under the socket's lock, so no
+	// other writer touches this socket's entry meanwhile.
+	st->rtt_hist[log2_bucket(rtt)] += 1;
+	st->rtt_samples += 1;
+	st->rtt_sum_us += rtt;
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here and never run ahead.
 	if (skops->state == TCP_ESTABLISHED) {
@@ -432,7 +454,8 @@ int sock_ops(struct bpf_sock_ops *skops)
 	st->srtt_us = skops->srtt_us >> 3;
 	st->snd_cwnd = skops->snd_cwnd;
 	st->total_retrans = skops->total_retrans;
-	st->updated_ns = bpf_ktime_get_ns();
+	if (percpu_conns) // orders the CPUs' slots when user space merges them
+		st->updated_ns = bpf_ktime_get_ns();
 	count(STAT_RTT_SAMPLE);
 	return 1;
 }

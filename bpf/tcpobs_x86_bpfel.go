@@ -119,6 +119,7 @@ const (
 	TcpobsProgRetransmit       = "retransmit"
 	TcpobsProgSendReset        = "send_reset"
 	TcpobsProgSetState         = "set_state"
+	TcpobsProgSetStateBtf      = "set_state_btf"
 	TcpobsProgSockOps          = "sock_ops"
 	TcpobsVarHavePercpuLookup  = "have_percpu_lookup"
 	TcpobsVarNrCpus            = "nr_cpus"
@@ -176,11 +177,12 @@ type TcpobsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpobsProgramSpecs struct {
-	RecvReset  *ebpf.ProgramSpec `ebpf:"recv_reset"`
-	Retransmit *ebpf.ProgramSpec `ebpf:"retransmit"`
-	SendReset  *ebpf.ProgramSpec `ebpf:"send_reset"`
-	SetState   *ebpf.ProgramSpec `ebpf:"set_state"`
-	SockOps    *ebpf.ProgramSpec `ebpf:"sock_ops"`
+	RecvReset   *ebpf.ProgramSpec `ebpf:"recv_reset"`
+	Retransmit  *ebpf.ProgramSpec `ebpf:"retransmit"`
+	SendReset   *ebpf.ProgramSpec `ebpf:"send_reset"`
+	SetState    *ebpf.ProgramSpec `ebpf:"set_state"`
+	SetStateBtf *ebpf.ProgramSpec `ebpf:"set_state_btf"`
+	SockOps     *ebpf.ProgramSpec `ebpf:"sock_ops"`
 }
 
 // TcpobsMapSpecs contains maps before they are loaded into the kernel.
@@ -274,11 +276,12 @@ type TcpobsVariables struct {
 //
 // It can be passed to LoadTcpobsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpobsPrograms struct {
-	RecvReset  *ebpf.Program `ebpf:"recv_reset"`
-	Retransmit *ebpf.Program `ebpf:"retransmit"`
-	SendReset  *ebpf.Program `ebpf:"send_reset"`
-	SetState   *ebpf.Program `ebpf:"set_state"`
-	SockOps    *ebpf.Program `ebpf:"sock_ops"`
+	RecvReset   *ebpf.Program `ebpf:"recv_reset"`
+	Retransmit  *ebpf.Program `ebpf:"retransmit"`
+	SendReset   *ebpf.Program `ebpf:"send_reset"`
+	SetState    *ebpf.Program `ebpf:"set_state"`
+	SetStateBtf *ebpf.Program `ebpf:"set_state_btf"`
+	SockOps     *ebpf.Program `ebpf:"sock_ops"`
 }
 
 func (p *TcpobsPrograms) Close() error {
@@ -287,6 +290,7 @@ func (p *TcpobsPrograms) Close() error {
 		p.Retransmit,
 		p.SendReset,
 		p.SetState,
+		p.SetStateBtf,
 		p.SockOps,
 	)
 }

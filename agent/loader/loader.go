@@ -31,13 +31,38 @@ type Options struct {
 	SampleRate     uint32       // keep 1 in N per-ACK samples
 	CgroupPath     string       // cgroup v2 dir for sock_ops; "" finds the mount
 	BPFStats       bool         // enable the kernel's run-time statistics
-	Log            *slog.Logger
+	// RawTracepoint skips the tp_btf lifecycle program and uses its raw
+	// tracepoint twin, as kernels without tp_btf do (tests cover both).
+	RawTracepoint bool
+	Log           *slog.Logger
+}
+
+// Objects are what stays loaded: every map, and one program per hook.
+type Objects struct {
+	bpf.TcpobsMaps
+	SetState   *ebpf.Program `ebpf:"set_state"`
+	Retransmit *ebpf.Program `ebpf:"retransmit"`
+	RecvReset  *ebpf.Program `ebpf:"recv_reset"`
+	SendReset  *ebpf.Program `ebpf:"send_reset"`
+	SockOps    *ebpf.Program `ebpf:"sock_ops"`
+}
+
+// Close releases the maps and programs.
+func (o *Objects) Close() error {
+	var errs []error
+	for _, p := range []*ebpf.Program{o.SetState, o.Retransmit, o.RecvReset, o.SendReset, o.SockOps} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(append(errs, o.TcpobsMaps.Close())...)
 }
 
 // Observer is the loaded and attached kernel side.
 type Observer struct {
-	Objs     bpf.TcpobsObjects
+	Objs     Objects
 	Opts     Options
+	TPBTF    bool              // set_state runs as tp_btf (typed socket loads)
 	Disabled map[string]string // feature -> why it is off
 	links    []link.Link
 	stats    io.Closer
@@ -69,8 +94,8 @@ func Load(o Options) (obs *Observer, err error) {
 	if err := obs.configure(spec); err != nil {
 		return nil, err
 	}
-	if err := spec.LoadAndAssign(&obs.Objs, nil); err != nil {
-		return nil, explain("load BPF programs", err)
+	if err := obs.load(spec); err != nil {
+		return nil, err
 	}
 	if o.BPFStats {
 		// Costs a clock read per program run; the bench measures how much.
@@ -86,6 +111,34 @@ func Load(o Options) (obs *Observer, err error) {
 		o.Log.Warn("feature off", "feature", f, "why", why)
 	}
 	return obs, nil
+}
+
+// load prefers set_state's tp_btf twin and falls back to the raw
+// tracepoint where the kernel refuses it (no BTF-typed tracing programs).
+// Either way the kernel knows the program as set_state.
+func (obs *Observer) load(spec *ebpf.CollectionSpec) error {
+	pick := func(name string) *ebpf.CollectionSpec {
+		cs := spec.Copy()
+		ps := cs.Programs[name].Copy()
+		ps.Name = bpf.TcpobsProgSetState
+		cs.Programs[bpf.TcpobsProgSetState] = ps
+		delete(cs.Programs, bpf.TcpobsProgSetStateBtf)
+		return cs
+	}
+	if !obs.Opts.RawTracepoint {
+		err := pick(bpf.TcpobsProgSetStateBtf).LoadAndAssign(&obs.Objs, nil)
+		if err == nil {
+			obs.TPBTF = true
+			return nil
+		}
+		obs.Disabled["tp_btf"] = fmt.Sprintf("tp_btf program refused (%.200v); using the raw tracepoint, one helper call per socket field", err)
+	} else {
+		obs.Disabled["tp_btf"] = "raw tracepoint requested"
+	}
+	if err := pick(bpf.TcpobsProgSetState).LoadAndAssign(&obs.Objs, nil); err != nil {
+		return explain("load BPF programs", err)
+	}
+	return nil
 }
 
 func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
@@ -144,21 +197,23 @@ func boolByte(b bool) uint8 {
 }
 
 func (obs *Observer) attach() error {
-	raw := []struct {
-		tp   string
-		prog *ebpf.Program
-	}{
-		{"inet_sock_set_state", obs.Objs.SetState},
-		{"tcp_retransmit_skb", obs.Objs.Retransmit},
-		{"tcp_receive_reset", obs.Objs.RecvReset},
-		{"tcp_send_reset", obs.Objs.SendReset},
-	}
-	for _, r := range raw {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: r.tp, Program: r.prog})
+	if obs.TPBTF {
+		l, err := link.AttachTracing(link.TracingOptions{Program: obs.Objs.SetState})
 		if err != nil {
-			return explain("attach raw tracepoint "+r.tp, err)
+			return explain("attach tp_btf inet_sock_set_state", err)
 		}
 		obs.links = append(obs.links, l)
+	} else if err := obs.attachRaw("inet_sock_set_state", obs.Objs.SetState); err != nil {
+		return err
+	}
+	for tp, prog := range map[string]*ebpf.Program{
+		"tcp_retransmit_skb": obs.Objs.Retransmit,
+		"tcp_receive_reset":  obs.Objs.RecvReset,
+		"tcp_send_reset":     obs.Objs.SendReset,
+	} {
+		if err := obs.attachRaw(tp, prog); err != nil {
+			return err
+		}
 	}
 	cg := obs.Opts.CgroupPath
 	if cg == "" {
@@ -170,6 +225,15 @@ func (obs *Observer) attach() error {
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupSockOps, Program: obs.Objs.SockOps})
 	if err != nil {
 		return explain("attach sock_ops to cgroup "+cg, err)
+	}
+	obs.links = append(obs.links, l)
+	return nil
+}
+
+func (obs *Observer) attachRaw(tp string, prog *ebpf.Program) error {
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
+	if err != nil {
+		return explain("attach raw tracepoint "+tp, err)
 	}
 	obs.links = append(obs.links, l)
 	return nil

@@ -17,61 +17,112 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
 )
 
-// TestPipeline proves the whole BPF pipeline on the running kernel: the
-// committed object loads, attaches, sees a TCP connection this test makes,
-// and leaves nothing attached after Close.
+// TestPipeline proves the whole BPF pipeline on the running kernel, for both
+// variants of the lifecycle program: the committed object loads, attaches,
+// sees the test's own IPv4 and IPv6 connections (tuple, owner and exact
+// payload of both sockets in their close records), and leaves nothing
+// attached after Close.
 func TestPipeline(t *testing.T) {
 	privtest.Require(t)
-	before := attachedLinks(t)
+	for _, raw := range []bool{false, true} {
+		name := map[bool]string{false: "tp_btf", true: "raw_tracepoint"}[raw]
+		t.Run(name, func(t *testing.T) {
+			before := attachedLinks(t)
+			obs, err := Load(Options{Ringbuf: true, RingbufBytes: 1 << 20, ConnMapType: ebpf.Hash,
+				MaxConnections: 1024, SampleRate: 1, RawTracepoint: raw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantType := ebpf.RawTracepoint
+			if obs.TPBTF {
+				wantType = ebpf.Tracing
+			} else if !raw {
+				t.Logf("tp_btf not used on this kernel: %s", obs.Disabled["tp_btf"])
+			}
+			progIDs := map[ebpf.ProgramID]bool{}
+			for name, p := range obs.Programs() {
+				info, err := p.Info()
+				if err != nil {
+					t.Fatal(err)
+				}
+				id, _ := info.ID()
+				progIDs[id] = true
+				if info.Name != name {
+					t.Errorf("program %q is named %q in the kernel", name, info.Name)
+				}
+				if name == "set_state" && info.Type != wantType {
+					t.Errorf("set_state is a %v program, want %v", info.Type, wantType)
+				}
+			}
+			rd, err := ringbuf.NewReader(obs.Objs.EventsRb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			for _, fam := range []struct{ net, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+				checkRecords(t, rd, fam.net, fam.addr)
+			}
+			if err := obs.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for id, prog := range attachedLinks(t) {
+				if _, old := before[id]; !old && progIDs[prog] {
+					t.Errorf("link %d of program %d still attached after Close", id, prog)
+				}
+			}
+		})
+	}
+}
 
-	obs, err := Load(Options{Ringbuf: true, RingbufBytes: 1 << 20, ConnMapType: ebpf.Hash, MaxConnections: 1024, SampleRate: 1})
+// checkRecords makes one connection (the client sends 14 bytes, the server
+// 5) and checks both close records against what the sockets say.
+func checkRecords(t *testing.T, rd *ringbuf.Reader, network, addr string) {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	progIDs := map[ebpf.ProgramID]bool{}
-	for name, p := range obs.Programs() {
-		info, err := p.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := info.ID()
-		progIDs[id] = true
-		if info.Name != name {
-			t.Errorf("program %q is named %q in the kernel", name, info.Name)
-		}
-	}
-	rd, err := ringbuf.NewReader(obs.Objs.EventsRb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := []byte("pipeline-check")
+	defer ln.Close()
+	request, reply := []byte("pipeline-check"), []byte("reply")
+	served := make(chan *net.TCPAddr, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
+			served <- nil
 			return
 		}
+		io.ReadFull(c, make([]byte, len(request)))
+		c.Write(reply)
 		io.Copy(io.Discard, c)
+		served <- c.RemoteAddr().(*net.TCPAddr)
 		c.Close()
 	}()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientPort := uint16(c.LocalAddr().(*net.TCPAddr).Port)
-	c.Write(payload)
+	client := c.LocalAddr().(*net.TCPAddr)
+	server := ln.Addr().(*net.TCPAddr)
+	c.Write(request)
+	io.ReadFull(c, make([]byte, len(reply)))
 	c.Close()
-	ln.Close()
+	if got := <-served; got == nil || got.Port != client.Port {
+		t.Fatalf("%s: server saw client %v, want port %d", network, got, client.Port)
+	}
 
-	// The client's close record carries its port and exact payload.
+	type side struct {
+		dir            bpf.TcpobsDirection
+		local, remote  *net.TCPAddr
+		sent, received int
+		seen           bool
+	}
+	sides := []*side{
+		{bpf.TcpobsDirectionDIR_ACTIVE, client, server, len(request), len(reply), false},
+		{bpf.TcpobsDirectionDIR_PASSIVE, server, client, len(reply), len(request), false},
+	}
+	pid := uint32(os.Getpid())
 	deadline := time.Now().Add(5 * time.Second)
-	var found bool
-	for !found && time.Now().Before(deadline) {
+	for (!sides[0].seen || !sides[1].seen) && time.Now().Before(deadline) {
 		rd.SetDeadline(time.Now().Add(200 * time.Millisecond))
 		rec, err := rd.Read()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -81,25 +132,36 @@ func TestPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev := (*bpf.TcpobsConnEvent)(unsafe.Pointer(&rec.RawSample[0]))
-		if ev.State.Sport == clientPort && ev.State.Direction == uint8(bpf.TcpobsDirectionDIR_ACTIVE) {
-			found = true
-			if ev.BytesSent != uint64(len(payload)) {
-				t.Errorf("bytes sent = %d, want %d", ev.BytesSent, len(payload))
+		for _, s := range sides {
+			st := &ev.State
+			if st.Direction != uint8(s.dir) || int(st.Sport) != s.local.Port || int(st.Dport) != s.remote.Port {
+				continue
+			}
+			s.seen = true
+			src, dst := recordAddr(st.Family, st.Saddr), recordAddr(st.Family, st.Daddr)
+			if !src.Equal(s.local.IP) || !dst.Equal(s.remote.IP) {
+				t.Errorf("%s %v: record says %v -> %v, sockets say %v -> %v", network, s.dir, src, dst, s.local.IP, s.remote.IP)
+			}
+			if ev.BytesSent != uint64(s.sent) || ev.BytesReceived != uint64(s.received) {
+				t.Errorf("%s %v: bytes sent/received %d/%d, want %d/%d", network, s.dir, ev.BytesSent, ev.BytesReceived, s.sent, s.received)
+			}
+			if st.Owner.Pid != pid {
+				t.Errorf("%s %v: owner pid %d, want this process %d", network, s.dir, st.Owner.Pid, pid)
 			}
 		}
 	}
-	if !found {
-		t.Fatal("no close record for the test's own connection")
-	}
-
-	if err := obs.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for id, prog := range attachedLinks(t) {
-		if _, old := before[id]; !old && progIDs[prog] {
-			t.Errorf("link %d of program %d still attached after Close", id, prog)
+	for _, s := range sides {
+		if !s.seen {
+			t.Errorf("%s: no %v close record for %v -> %v", network, s.dir, s.local, s.remote)
 		}
 	}
+}
+
+func recordAddr(family uint16, b [16]uint8) net.IP {
+	if family == 2 {
+		return net.IP(b[:4])
+	}
+	return net.IP(b[:])
 }
 
 // attachedLinks lists every BPF link in the kernel with its program.

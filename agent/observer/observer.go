@@ -338,7 +338,7 @@ func (ob *Observer) UserCounters() map[string]uint64 {
 }
 
 func (ob *Observer) Features() map[string]bool {
-	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats, "percpu_merge": true}
+	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats, "percpu_merge": true, "tp_btf": true}
 	for f := range ob.kern.Disabled {
 		out[f] = false
 	}
