@@ -308,6 +308,7 @@ func TestSelfSeries(t *testing.T) {
 		{"ebpf_net_obs_events_total", map[string]string{"source": "rtt_sample"}, 7},
 		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "transport_full"}, 4},
 		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "map_full"}, 0},
+		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "recursion"}, 0},
 		{"ebpf_net_obs_events_sampled_out_total", nil, 9},
 		{"ebpf_net_obs_untracked_closes_total", nil, 2},
 		{"ebpf_net_obs_map_entries", map[string]string{"map": "conns"}, 1},

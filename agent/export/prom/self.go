@@ -41,7 +41,7 @@ func NewSelfCollector(src SelfSource, info map[string]string) *SelfCollector {
 		infoLabels:    values,
 		info:          prometheus.NewDesc(ns+"_build_info", "Build and configuration of this observer; value 1.", names, nil),
 		events:        prometheus.NewDesc(ns+"_events_total", "Events the kernel programs handled, by source.", []string{"source"}, nil),
-		lost:          prometheus.NewDesc(ns+"_events_lost_total", "Events lost: transport_full (ring/perf buffer full), map_full (connection map full).", []string{"reason"}, nil),
+		lost:          prometheus.NewDesc(ns+"_events_lost_total", "Events lost: transport_full (ring/perf buffer full), map_full (connection map full), recursion (a program run the kernel skipped because the program was already running on that CPU).", []string{"reason"}, nil),
 		sampledOut:    prometheus.NewDesc(ns+"_events_sampled_out_total", "Per-ACK RTT samples skipped by --sample-rate.", nil, nil),
 		untracked:     prometheus.NewDesc(ns+"_untracked_closes_total", "Closes of connections the observer never saw open (opened before it started, or evicted from an LRU map).", nil, nil),
 		mapEntries:    prometheus.NewDesc(ns+"_map_entries", "Entries in a kernel map at the last flush.", []string{"map"}, nil),
@@ -90,6 +90,7 @@ func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
 	entries, capacity := c.src.ConnMapFill()
 	ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(entries), "conns")
 	ch <- prometheus.MustNewConstMetric(c.mapCapacity, prometheus.GaugeValue, float64(capacity), "conns")
+	var missed uint64
 	for name, p := range c.src.Programs() {
 		st, err := p.Stats()
 		if err != nil {
@@ -98,7 +99,12 @@ func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.runSeconds, prometheus.CounterValue, st.Runtime.Seconds(), name)
 		counter(c.runs, st.RunCount, name)
+		missed += st.RecursionMisses
 	}
+	// A tracing program that fires while it already runs on this CPU (a
+	// softirq close interrupting a process-context one) is skipped by the
+	// kernel; that event is lost like any other.
+	counter(c.lost, missed, "recursion")
 	for kind, v := range c.src.UserCounters() {
 		counter(c.user, v, kind)
 	}
