@@ -83,7 +83,7 @@ bench-compare: build
 
 # loadgen against iperf3, sockperf and a C connect loop (docs/loadgen.md)
 calibrate: deps-test build
-	loadgen/calibrate/run.sh 5 2
+	loadgen/calibrate/run.sh 5 $${ROUNDS:-5}
 
 vmtest: build
 	$(BIN)/vmtest matrix --out results/kernels --include-host

@@ -24,7 +24,7 @@ type Config struct {
 	Concurrency int           // connections (stream, rr) or parallel loops (crr)
 	Size        int           // bytes per write (stream) or per request and response (rr, crr)
 	Rate        float64       // total operations per second, open loop; 0: closed loop
-	Timeout     time.Duration // per-syscall socket timeout (connect, read, write)
+	Timeout     time.Duration // an operation (connect, request, response) running longer fails
 }
 
 // Defaults.
@@ -87,10 +87,9 @@ func (e *ConnectError) Error() string {
 
 func (e *ConnectError) Unwrap() error { return e.Err }
 
-// connectErr names a connect timeout plainly: a blocking connect that hits
-// SO_SNDTIMEO fails with EINPROGRESS.
+// connectErr names a connect the watchdog cut off plainly.
 func connectErr(err error) error {
-	if errors.Is(err, unix.EINPROGRESS) {
+	if errors.Is(err, errTimeout) {
 		return unix.ETIMEDOUT
 	}
 	return err
@@ -104,6 +103,7 @@ type runner struct {
 	cfg     Config
 	ep      *endpoint
 	base    time.Time     // monotonic origin; times below are offsets from it
+	start   time.Duration // workers start
 	measure time.Duration // warm-up ends
 	end     time.Duration // measurement ends
 	// Open loop only: how long after the end a late worker may still send the
@@ -124,6 +124,8 @@ type worker struct {
 	buf    []byte // stream: payload; rr: request; crr: header+request
 	resp   []byte
 	ep     *endpoint // private copy: dialing writes into its sockaddrs
+	guard  *guard
+	begin  time.Duration // start of the operation in flight
 }
 
 // Run drives the load described by cfg and returns the measured result. Errors
@@ -139,14 +141,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	ep.nodelay = cfg.Mode != ModeStream
-	ep.timeout = unix.NsecToTimeval(cfg.Timeout.Nanoseconds())
-	r := &runner{cfg: cfg, ep: ep}
+	r := &runner{cfg: cfg, ep: ep, base: time.Now()}
+
+	// Every connect and operation from here on is watched (see guard).
+	guards := make([]*guard, cfg.Concurrency+1)
+	for i := range guards {
+		guards[i] = newGuard()
+	}
+	stopWatchdog := make(chan struct{})
+	defer close(stopWatchdog)
+	go watchdog(guards, r.base, cfg.Timeout, stopWatchdog)
 
 	// Reachability first, so a missing server is one clear error.
-	fd, err := ep.dial()
+	probe := guards[cfg.Concurrency]
+	fd, err := ep.dial(probe, time.Since(r.base))
 	if err != nil {
 		return Result{}, &ConnectError{Target: cfg.Target, Err: connectErr(err)}
 	}
+	probe.disarm()
 	unix.Close(fd)
 
 	workers := make([]*worker, cfg.Concurrency)
@@ -158,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}()
 	for i := range workers {
-		w, err := r.newWorker()
+		w, err := r.newWorker(guards[i])
 		if err != nil {
 			return Result{}, &ConnectError{Target: cfg.Target, Err: connectErr(err)}
 		}
@@ -172,9 +184,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	stopWatch := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopWatch()
 
-	r.base = time.Now()
-	r.measure = cfg.Warmup
-	r.end = cfg.Warmup + cfg.Duration
+	r.start = time.Since(r.base)
+	r.measure = r.start + cfg.Warmup
+	r.end = r.measure + cfg.Duration
 	if cfg.Rate > 0 {
 		r.catchUp = max(cfg.Duration/10, 100*time.Millisecond)
 	}
@@ -205,9 +217,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return newResult(cfg, measured, &total), nil
 }
 
-func (r *runner) newWorker() (*worker, error) {
+func (r *runner) newWorker(g *guard) (*worker, error) {
 	cfg := r.cfg
-	w := &worker{fd: -1, ep: r.ep.forWorker()}
+	w := &worker{fd: -1, ep: r.ep.forWorker(), guard: g}
 	switch cfg.Mode {
 	case ModeStream:
 		w.buf = make([]byte, cfg.Size)
@@ -229,16 +241,18 @@ func (r *runner) newWorker() (*worker, error) {
 // connect opens the persistent connection of a stream or rr worker and sends
 // its header.
 func (w *worker) connect(r *runner) error {
-	fd, err := w.ep.dial()
+	fd, err := w.ep.dial(w.guard, time.Since(r.base))
 	if err != nil {
 		return err
 	}
 	var hdr [headerLen]byte
-	if err := putHeader(hdr[:], r.cfg.Mode, r.cfg.Size); err != nil {
-		unix.Close(fd)
-		return err
+	if err = putHeader(hdr[:], r.cfg.Mode, r.cfg.Size); err == nil {
+		_, err = writeFull(fd, hdr[:])
 	}
-	if _, err := writeFull(fd, hdr[:]); err != nil {
+	if w.guard.disarm() && err != nil {
+		err = errTimeout
+	}
+	if err != nil {
 		unix.Close(fd)
 		return err
 	}
@@ -254,32 +268,35 @@ func (w *worker) closeConn() {
 }
 
 // op performs one operation and returns the payload bytes it moved.
+// The operation started at w.begin; the guard watches it throughout.
 func (w *worker) op(r *runner) (uint64, error) {
+	var n, m int
+	var err error
 	switch r.cfg.Mode {
 	case ModeStream:
-		n, err := writeFull(w.fd, w.buf)
-		return uint64(n), err
+		w.guard.arm(w.fd, w.begin)
+		n, err = writeFull(w.fd, w.buf)
 	case ModeRR:
-		n, err := writeFull(w.fd, w.buf)
-		if err != nil {
-			return uint64(n), err
+		w.guard.arm(w.fd, w.begin)
+		if n, err = writeFull(w.fd, w.buf); err == nil {
+			m, err = readFull(w.fd, w.resp)
 		}
-		m, err := readFull(w.fd, w.resp)
-		return uint64(n + m), err
 	default: // crr
-		fd, err := w.ep.dial()
-		if err != nil {
-			return 0, err
+		fd, derr := w.ep.dial(w.guard, w.begin)
+		if derr != nil {
+			return 0, derr
 		}
-		n, err := writeFull(fd, w.buf)
-		n -= headerLen
-		var m int
+		n, err = writeFull(fd, w.buf)
+		n = max(n-headerLen, 0)
 		if err == nil {
 			m, err = readFull(fd, w.resp)
 		}
-		unix.Close(fd)
-		return uint64(max(n, 0) + m), err
+		defer unix.Close(fd) // after disarm: the watchdog must not see it closed
 	}
+	if w.guard.disarm() && err != nil {
+		err = errTimeout
+	}
+	return uint64(n + m), err
 }
 
 // fail counts an error and pauses briefly.
@@ -307,7 +324,7 @@ func (w *worker) run(r *runner, id int) {
 	var interval, due time.Duration
 	if r.cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(n) / r.cfg.Rate)
-		due = interval * time.Duration(id) / time.Duration(n)
+		due = r.start + interval*time.Duration(id)/time.Duration(n)
 		preciseSleeper()
 	}
 	for !r.stop.Load() {
@@ -332,6 +349,7 @@ func (w *worker) run(r *runner, id int) {
 				continue
 			}
 		}
+		w.begin = max(now, begin) // open loop: after sleeping until due
 		moved, err := w.op(r)
 		counted := begin >= r.measure
 		if counted {

@@ -293,9 +293,8 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ep.timeout = unix.NsecToTimeval(cfg.Timeout.Nanoseconds())
-		r := &runner{cfg: cfg, ep: ep}
-		w, err := r.newWorker()
+		r := &runner{cfg: cfg, ep: ep, base: time.Now()}
+		w, err := r.newWorker(newGuard())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,5 +308,59 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per operation", mode, allocs)
 		}
+	}
+}
+
+// A peer that accepts and then never answers (or never reads) must not hang
+// a worker: the watchdog cuts each stalled operation off after --timeout,
+// the run ends on time, and every cut-off is a counted "socket timeout".
+func TestStalledPeerTimesOut(t *testing.T) {
+	for _, mode := range []Mode{ModeCRR, ModeRR, ModeStream} {
+		t.Run(string(mode), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() { // accepts, never reads or writes; closes all once ln closes
+				var held []net.Conn
+				defer func() {
+					for _, c := range held {
+						c.Close()
+					}
+				}()
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					held = append(held, c)
+				}
+			}()
+			const timeout = 200 * time.Millisecond
+			start := time.Now()
+			res, err := Run(context.Background(), Config{Mode: mode, Target: ln.Addr().String(),
+				Duration: time.Second, Warmup: -1, Concurrency: 2, Timeout: timeout})
+			took := time.Since(start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A stream's writes fill the socket buffers before one blocks, so
+			// some complete; a request never gets its response.
+			if mode != ModeStream && res.Ops != 0 {
+				t.Errorf("%d operations completed against a peer that never answers", res.Ops)
+			}
+			// Each worker: a cut-off every 200-250 ms (stream: after filling
+			// the buffers of a fresh connection first).
+			if min := map[bool]uint64{true: 2, false: 4}[mode == ModeStream]; res.Errors < min || res.Errors > 20 {
+				t.Errorf("%d errors in 1 s with a 200 ms timeout and 2 workers, want %d-20", res.Errors, min)
+			}
+			if !strings.Contains(res.FirstError, "socket timeout") {
+				t.Errorf("first error %q, want a socket timeout", res.FirstError)
+			}
+			if took > time.Second+2*timeout {
+				t.Errorf("run took %v, want about 1 s: a stalled worker held it up", took)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +25,6 @@ type endpoint struct {
 	target  unix.Sockaddr
 	source  unix.Sockaddr // nil: the kernel chooses
 	nodelay bool
-	timeout unix.Timeval // SO_SNDTIMEO/SO_RCVTIMEO: a stalled peer cannot hang a worker
 }
 
 // forWorker returns a private copy: unix.Connect and Bind write into the
@@ -116,9 +116,10 @@ func sockaddr(ip net.IP, port int, zone string) (unix.Sockaddr, error) {
 	return sa, nil
 }
 
-// dial opens a connected blocking socket. It allocates nothing: the sockaddrs
-// are built once and reused.
-func (ep *endpoint) dial() (int, error) {
+// dial opens a connected blocking socket for an operation that started at
+// offset at (see guard); it allocates nothing: the sockaddrs are built once
+// and reused. On success the guard stays armed for the rest of the operation.
+func (ep *endpoint) dial(g *guard, at time.Duration) (int, error) {
 	fd, err := unix.Socket(ep.family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, err
@@ -127,14 +128,18 @@ func (ep *endpoint) dial() (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
-	// A signal (the Go runtime sends some) interrupts a connect that has a
-	// timeout; connect again on a blocking socket resumes waiting, and EISCONN
-	// says the handshake completed meanwhile.
+	g.arm(fd, at)
+	// A signal (the Go runtime sends some) may interrupt a blocking connect;
+	// connect again resumes waiting, and EISCONN says the handshake
+	// completed meanwhile.
 	err = unix.Connect(fd, ep.target)
 	for err == unix.EINTR {
 		err = unix.Connect(fd, ep.target)
 	}
 	if err != nil && err != unix.EISCONN {
+		if g.disarm() {
+			err = errTimeout
+		}
 		unix.Close(fd)
 		return -1, err
 	}
@@ -146,12 +151,6 @@ func (ep *endpoint) setup(fd int) error {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 			return err
 		}
-	}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &ep.timeout); err != nil {
-		return err
-	}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &ep.timeout); err != nil {
-		return err
 	}
 	if ep.source != nil {
 		// Defer the port choice to connect(), which picks a port unique for the
@@ -165,7 +164,7 @@ func (ep *endpoint) setup(fd int) error {
 	return nil
 }
 
-// errTimeout reports a peer that stalled longer than the socket timeout.
+// errTimeout reports an operation the watchdog cut off (see guard).
 var errTimeout = errors.New("socket timeout")
 
 // writeFull writes all of b to the blocking socket fd.
@@ -175,8 +174,8 @@ func writeFull(fd int, b []byte) (int, error) { return transferFull(fd, b, unix.
 // the peer closed before the first byte, io.ErrUnexpectedEOF if in the middle.
 func readFull(fd int, b []byte) (int, error) { return transferFull(fd, b, unix.Read) }
 
-// transferFull repeats a read or write until all of b is done. EINTR (a signal
-// on a socket with a timeout) retries; EAGAIN means the timeout expired.
+// transferFull repeats a read or write until all of b is done; EINTR (a
+// signal) retries.
 func transferFull(fd int, b []byte, transfer func(int, []byte) (int, error)) (int, error) {
 	done := 0
 	for done < len(b) {
@@ -184,8 +183,6 @@ func transferFull(fd int, b []byte, transfer func(int, []byte) (int, error)) (in
 		switch {
 		case err == unix.EINTR:
 			continue
-		case err == unix.EAGAIN:
-			return done, errTimeout
 		case err != nil:
 			return done, err
 		case n == 0 && done == 0:

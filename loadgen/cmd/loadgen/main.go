@@ -141,7 +141,7 @@ func client(args []string, stdout io.Writer) error {
 	fs.Var(durationValue{&cfg.Duration}, "duration", "measured duration")
 	cfg.Warmup = loadgen.DefaultWarmup
 	fs.Var(durationValue{&cfg.Warmup}, "warmup", "warm-up before measuring (0: none)")
-	fs.Var(durationValue{&cfg.Timeout}, "timeout", "per-syscall socket timeout")
+	fs.Var(durationValue{&cfg.Timeout}, "timeout", "cut off an operation (connect, request, response) running longer, counted as an error")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "parallel connections")
 	fs.IntVar(&cfg.Size, "size", 0, "bytes per write (stream, default 131072) or per message (rr/crr, default 64)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total operations per second, open loop (0: closed loop)")
