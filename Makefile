@@ -60,9 +60,8 @@ check-generated: generate
 # The race detector covers the concurrent consumer (event reader, table,
 # exporters) and loadgen; the rest runs without it, which spares CI a race
 # build of client-go. The privileged packages run one at a time (-p 1): they
-# share the kernel, and other packages' processes, namespaces and traffic
-# disturbed them (TestPreexistingListenerOwnsAcceptedConnections failed only
-# when run beside other packages; cause not pinned down).
+# share the kernel, and their timing-sensitive tests (loss at 10k sockets/s,
+# a real Prometheus scraping) should not compete with each other for 2 CPUs.
 RACE_PKGS := ./agent/conntrack/... ./agent/reader/... ./agent/export/... ./agent/config/... ./loadgen/... ./bench/...
 unit:
 	$(GO) test -race -count=1 $(RACE_PKGS)

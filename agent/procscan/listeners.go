@@ -24,12 +24,10 @@ type Listener struct {
 	CgroupID uint64 // cgroup v2 ID (inode of the process's cgroup directory)
 }
 
-type sockKey struct {
-	netns uint32
-	inode uint64
+type sockInfo struct {
+	netns        uint32
+	port, family uint16
 }
-
-type sockInfo struct{ port, family uint16 }
 
 // Listeners scans procRoot (normally /proc). cgroup2 is the cgroup v2 mount
 // used to turn a process's cgroup path into its ID ("" skips IDs).
@@ -38,33 +36,40 @@ func Listeners(procRoot, cgroup2 string) ([]Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	socks := map[sockKey]sockInfo{}
+	// A socket belongs to the namespace it was created in, which need not
+	// be its process's: a thread may have entered another one since (the
+	// process's /proc/<pid>/ns/net and net/tcp show the leader thread's).
+	// Socket inodes are unique system-wide, so every namespace any thread
+	// is in gets its tables read, and sockets are matched by inode alone.
+	socks := map[uint64]sockInfo{}
 	scanned := map[uint32]bool{}
-	netnsOf := map[uint32]uint32{}
 	for _, pid := range pids {
-		ns, ok := netnsInode(filepath.Join(procRoot, strconv.Itoa(int(pid)), "ns", "net"))
-		if !ok {
+		taskDir := filepath.Join(procRoot, strconv.Itoa(int(pid)), "task")
+		tasks, err := os.ReadDir(taskDir)
+		if err != nil {
 			continue
 		}
-		netnsOf[pid] = ns
-		if scanned[ns] {
-			continue
+		for _, task := range tasks {
+			dir := filepath.Join(taskDir, task.Name())
+			ns, ok := netnsInode(filepath.Join(dir, "ns", "net"))
+			if !ok || scanned[ns] {
+				continue
+			}
+			// A thread may exit between readdir and here: a namespace
+			// counts as scanned only once its tables were read, else the
+			// next thread in it is asked.
+			ok4 := parseListening(filepath.Join(dir, "net", "tcp"), func(inode uint64, port uint16) {
+				socks[inode] = sockInfo{ns, port, 2}
+			})
+			ok6 := parseListening(filepath.Join(dir, "net", "tcp6"), func(inode uint64, port uint16) {
+				socks[inode] = sockInfo{ns, port, 10}
+			})
+			scanned[ns] = ok4 && ok6
 		}
-		// A process may exit between readdir and here: a namespace counts
-		// as scanned only once its tables were read, else the next process
-		// in it is asked.
-		ok4 := parseListening(filepath.Join(procRoot, strconv.Itoa(int(pid)), "net", "tcp"), func(inode uint64, port uint16) {
-			socks[sockKey{ns, inode}] = sockInfo{port, 2}
-		})
-		ok6 := parseListening(filepath.Join(procRoot, strconv.Itoa(int(pid)), "net", "tcp6"), func(inode uint64, port uint16) {
-			socks[sockKey{ns, inode}] = sockInfo{port, 10}
-		})
-		scanned[ns] = ok4 && ok6
 	}
 	var out []Listener
-	seen := map[sockKey]bool{}
+	seen := map[uint64]bool{}
 	for _, pid := range pids { // ascending: the parent usually comes first
-		ns := netnsOf[pid]
 		fdDir := filepath.Join(procRoot, strconv.Itoa(int(pid)), "fd")
 		fds, err := os.ReadDir(fdDir)
 		if err != nil {
@@ -79,13 +84,12 @@ func Listeners(procRoot, cgroup2 string) ([]Listener, error) {
 			if err != nil {
 				continue
 			}
-			k := sockKey{ns, ino}
-			info, ok := socks[k]
-			if !ok || seen[k] {
+			info, ok := socks[ino]
+			if !ok || seen[ino] {
 				continue
 			}
-			seen[k] = true
-			out = append(out, Listener{Netns: ns, Port: info.port, Family: info.family, PID: pid,
+			seen[ino] = true
+			out = append(out, Listener{Netns: info.netns, Port: info.port, Family: info.family, PID: pid,
 				Comm: comm(procRoot, pid), CgroupID: cgroupID(procRoot, cgroup2, pid)})
 		}
 	}
