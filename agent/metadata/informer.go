@@ -67,7 +67,7 @@ func startPodInformer(ctx context.Context, client kubernetes.Interface, node str
 	if err := inf.SetTransform(slimPod); err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { storePod(store, node, obj) },
 		UpdateFunc: func(_, obj any) { storePod(store, node, obj) },
 		DeleteFunc: func(obj any) {
@@ -85,7 +85,10 @@ func startPodInformer(ctx context.Context, client kubernetes.Interface, node str
 	done := make(chan struct{})
 	factory.Start(done)
 	stop = func() { close(done); factory.Shutdown() }
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+	// The registration's HasSynced, not the informer's: the informer's says
+	// its own cache is filled, this one that our handler has seen every pod
+	// of the first list (a slow machine showed the difference).
+	if !cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 		stop()
 		return nil, fmt.Errorf("pod informer for node %q did not sync: %w (check the API server address and that the service account may list and watch pods)", node, context.Cause(ctx))
 	}
