@@ -215,7 +215,7 @@ func (t *Table) EndFlush() {
 // still completes it.
 func (t *Table) retireLost(c *Conn, at time.Time) {
 	t.lost[c.key] = c
-	t.retire(c, at)
+	t.retire(c, at, true)
 }
 
 // Close applies a close record: its totals are exact.
@@ -265,7 +265,7 @@ func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
 	}
 	t.account(c)
 	if !wasClosed {
-		t.retire(c, t.closeTime(ev.EndNs))
+		t.retire(c, t.closeTime(ev.EndNs), false)
 	}
 }
 
@@ -281,8 +281,9 @@ func (t *Table) closeTime(ns uint64) time.Time {
 // retention. A connection over the series cap has nothing left to show once
 // its rollup has it, so it is recycled at once: under churn past the cap,
 // keeping it for the retention would hold hundreds of thousands of cold
-// Conns (200 MB at 18k closes/s) and make every close a cache miss.
-func (t *Table) retire(c *Conn, at time.Time) {
+// Conns (200 MB at 18k closes/s) and make every close a cache miss. One
+// retired without its record (awaiting a late one) is kept regardless.
+func (t *Table) retire(c *Conn, at time.Time, awaitingRecord bool) {
 	c.Closed = at
 	r := c.rollup
 	r.Active--
@@ -293,7 +294,7 @@ func (t *Table) retire(c *Conn, at time.Time) {
 	if !c.Opened.IsZero() && c.Flags&FlagConnectFailed == 0 {
 		r.Duration.Observe(at.Sub(c.Opened).Seconds())
 	}
-	if c.hasSeries || t.lost[c.key] == c {
+	if c.hasSeries || awaitingRecord {
 		t.order = append(t.order, c)
 	} else {
 		t.free = append(t.free, c)

@@ -149,6 +149,30 @@ type exchangeResult struct {
 	clientSent, clientRecv, serverSent, serverRecv       int64
 }
 
+// serveEcho echoes back whatever each accepted connection sends, until ln
+// closes.
+func serveEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 256)
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
 func exchange(t *testing.T, ln net.Listener, dial func() (net.Conn, error), req, resp int) exchangeResult {
 	t.Helper()
 	var res exchangeResult

@@ -29,26 +29,7 @@ func TestSamplingKeepsRTTDistributionUnbiased(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 256)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	go serveEcho(ln)
 	// Request/response with varied sizes and pauses, so RTTs spread over
 	// several buckets.
 	var wg sync.WaitGroup
