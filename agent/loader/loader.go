@@ -73,44 +73,43 @@ var ErrPrivileges = errors.New("insufficient privileges (run as root, or grant C
 
 // Load loads, configures and attaches every program. On error nothing stays
 // loaded or attached.
-func Load(o Options) (obs *Observer, err error) {
+func Load(o Options) (*Observer, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		o.Log.Debug("memlock rlimit not raised; relying on memory cgroup accounting", "err", err)
 	}
-	obs = &Observer{Opts: o, Disabled: map[string]string{}}
-	defer func() {
-		if err != nil {
-			obs.Close()
-		}
-	}()
-
-	spec, err := bpf.LoadTcpobs()
-	if err != nil {
-		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
-	}
-	if err := obs.configure(spec); err != nil {
-		return nil, err
-	}
-	if err := obs.load(spec); err != nil {
-		return nil, err
-	}
-	if o.BPFStats {
-		// Costs a clock read per program run; the bench measures how much.
-		if obs.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
-			obs.Disabled["bpf_stats"] = fmt.Sprintf("BPF_ENABLE_STATS failed: %v (needs 5.8)", err)
-			err = nil
-		}
-	}
-	if err := obs.attach(); err != nil {
+	obs := &Observer{Opts: o, Disabled: map[string]string{}}
+	if err := obs.start(); err != nil {
+		obs.Close()
 		return nil, err
 	}
 	for f, why := range obs.Disabled {
 		o.Log.Warn("feature off", "feature", f, "why", why)
 	}
 	return obs, nil
+}
+
+// start does Load's work; on error the caller closes what it left behind.
+func (obs *Observer) start() error {
+	spec, err := bpf.LoadTcpobs()
+	if err != nil {
+		return fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	if err := obs.configure(spec); err != nil {
+		return err
+	}
+	if err := obs.load(spec); err != nil {
+		return err
+	}
+	if obs.Opts.BPFStats {
+		// Costs a clock read per program run; the bench measures how much.
+		if obs.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
+			obs.Disabled["bpf_stats"] = fmt.Sprintf("BPF_ENABLE_STATS failed: %v (needs 5.8)", err)
+		}
+	}
+	return obs.attach()
 }
 
 // load prefers set_state's tp_btf twin and falls back to the raw

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -181,4 +182,24 @@ func attachedLinks(t *testing.T) map[link.ID]ebpf.ProgramID {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestFailedAttachLeavesNothing makes the last attach fail (the sock_ops
+// cgroup is a plain directory) after the tracepoints are attached: Load
+// must return a one-line error and detach what it had attached.
+func TestFailedAttachLeavesNothing(t *testing.T) {
+	privtest.Require(t)
+	before := attachedLinks(t)
+	obs, err := Load(Options{Ringbuf: true, RingbufBytes: 1 << 20, ConnMapType: ebpf.Hash,
+		MaxConnections: 1024, SampleRate: 1, CgroupPath: t.TempDir()})
+	if err == nil {
+		obs.Close()
+		t.Fatal("Load attached sock_ops to a directory that is not a cgroup")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "attach sock_ops") || strings.Contains(msg, "\n") {
+		t.Errorf("error should be one line naming the failed attach, got %q", msg)
+	}
+	if after := attachedLinks(t); len(after) != len(before) {
+		t.Errorf("%d links attached before Load, %d after its failure", len(before), len(after))
+	}
 }
