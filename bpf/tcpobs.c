@@ -12,7 +12,9 @@
 //   raw_tracepoint/tcp_retransmit_skb   live retransmit count
 //   raw_tracepoint/tcp_receive_reset    reset received
 //   raw_tracepoint/tcp_send_reset       reset sent
-//   sockops (cgroup v2 root)            per-ACK RTT samples and live counters
+//   sockops (cgroup v2 root)            per-ACK RTT samples of the sampled connections
+//   raw_tracepoint/conns_live           never attached: run by user space before each
+//                                       flush, reads open sockets' live counters (5.13+)
 // Raw tracepoints are used instead of perf-event tracepoints because they do
 // not copy the trace record before the program runs (PLATFORM.md measured the
 // copy at 2.5-4% of connection churn on its own). The loader prefers the
@@ -27,7 +29,12 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 // Set by the loader before load; the verifier prunes the branches they disable.
-const volatile __u32 sample_rate = 1;  // 1 keeps every per-ACK sample
+const volatile __u32 sample_rate = 1;  // 1 keeps every RTT sample
+// 1: live counters ride on every ACK's callback and sampling thins ACKs (per-CPU
+// maps, or no map iterator). 0: conns_live reads them at flush time and
+// sampling picks connections, whose every ACK is kept.
+const volatile __u8 live_from_acks = 1;
+const volatile __u64 sample_seed = 0; // per load: observers side by side draw differently
 const volatile __u8 use_ringbuf = 1;   // 0: perf event array
 const volatile __u8 percpu_conns = 0;  // conns is a per-CPU map
 const volatile __u8 have_percpu_lookup = 0; // bpf_map_lookup_percpu_elem (5.19+)
@@ -410,23 +417,46 @@ static __always_inline __u32 log2_bucket(__u32 v)
 	return b < RTT_BUCKETS ? b : RTT_BUCKETS - 1;
 }
 
+// Whether this connection's RTT samples are kept (live_from_acks == 0): a
+// hash of its addresses and ports with this load's seed, so every callback of
+// a connection agrees without any state, including the per-ACK ones another
+// sock_ops program may have enabled. The ephemeral port varies per
+// connection; nothing here depends on what TCP measures.
+static __always_inline int conn_sampled(struct bpf_sock_ops *skops)
+{
+	__u64 h = sample_seed ^ ((__u64)skops->local_port << 32 | skops->remote_port);
+	h ^= (__u64)skops->remote_ip4 << 32 | skops->local_ip4;
+	h ^= (__u64)skops->remote_ip6[3] << 32 | skops->local_ip6[3];
+	h *= 0x9E3779B97F4A7C15ULL;
+	return ((h >> 32) * sample_rate) >> 32 == 0; // the top bits: the best mixed
+}
+
 SEC("sockops")
 int sock_ops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
 
+	// Sampling thins only the RTT samples; the choice is random and
+	// independent of the RTT, so what it keeps is an unbiased subset. Where
+	// live counters come from conns_live, an unsampled connection never gets
+	// the per-ACK callback at all: it costs nothing per ACK.
 	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		if (!live_from_acks && sample_rate > 1 && !conn_sampled(skops)) {
+			count(STAT_RTT_SAMPLED_OUT);
+			return 1;
+		}
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
 		return 1;
 	}
 	if (op != BPF_SOCK_OPS_RTT_CB)
 		return 1;
-
-	// Sampling thins only this per-ACK work; the choice is random and
-	// independent of the RTT, so the kept samples are an unbiased subset.
-	if (sample_rate > 1 && bpf_get_prandom_u32() % sample_rate) {
-		count(STAT_RTT_SAMPLED_OUT);
-		return 1;
+	if (sample_rate > 1) {
+		if (!live_from_acks && !conn_sampled(skops))
+			return 1; // another program enabled this callback: not ours to keep
+		if (live_from_acks && bpf_get_prandom_u32() % sample_rate) {
+			count(STAT_RTT_SAMPLED_OUT);
+			return 1;
+		}
 	}
 	struct bpf_sock *sk = skops->sk;
 	if (!sk)
@@ -445,6 +475,9 @@ int sock_ops(struct bpf_sock_ops *skops)
 	st->rtt_hist[log2_bucket(rtt)] += 1;
 	st->rtt_samples += 1;
 	st->rtt_sum_us += rtt;
+	count(STAT_RTT_SAMPLE);
+	if (!live_from_acks)
+		return 1;
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here and never run ahead.
 	if (skops->state == TCP_ESTABLISHED) {
@@ -456,6 +489,40 @@ int sock_ops(struct bpf_sock_ops *skops)
 	st->total_retrans = skops->total_retrans;
 	if (percpu_conns) // orders the CPUs' slots when user space merges them
 		st->updated_ns = bpf_ktime_get_ns();
-	count(STAT_RTT_SAMPLE);
 	return 1;
+}
+
+// conns_live refreshes the live counters of every open connection from its
+// socket. It is never attached: user space runs it (BPF_PROG_TEST_RUN) right
+// before each batch read of `conns`, so no per-ACK work is needed to keep byte
+// counts current, and they are exact on both sockets even when one only
+// receives. It runs under RCU and TCP sockets are SLAB_TYPESAFE_BY_RCU: the
+// memory behind a key stays a TCP socket while it is read, and the port check
+// skips one freed and reused meanwhile. Not for per-CPU maps (they keep
+// live_from_acks): a write would land in this CPU's slot only.
+static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unused)
+{
+	if (!(st->flags & FLAG_ESTABLISHED))
+		return 0;
+	struct sock *sk = (struct sock *)*key;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	// Past ESTABLISHED the counters include a FIN's sequence number; the
+	// exact totals come at CLOSE, so live values stop here.
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED ||
+	    BPF_CORE_READ(sk, __sk_common.skc_num) != st->sport ||
+	    __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) != st->dport)
+		return 0;
+	st->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	st->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	st->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	st->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	return 0;
+}
+
+SEC("raw_tracepoint/conns_live")
+int conns_live(void *ctx)
+{
+	bpf_for_each_map_elem(&conns, refresh_live, NULL, 0);
+	return 0;
 }

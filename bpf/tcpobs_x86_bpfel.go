@@ -115,6 +115,7 @@ const (
 	TcpobsMapListeners         = "listeners"
 	TcpobsMapScratch           = "scratch"
 	TcpobsMapStats             = "stats"
+	TcpobsProgConnsLive        = "conns_live"
 	TcpobsProgRecvReset        = "recv_reset"
 	TcpobsProgRetransmit       = "retransmit"
 	TcpobsProgSendReset        = "send_reset"
@@ -122,9 +123,11 @@ const (
 	TcpobsProgSetStateBtf      = "set_state_btf"
 	TcpobsProgSockOps          = "sock_ops"
 	TcpobsVarHavePercpuLookup  = "have_percpu_lookup"
+	TcpobsVarLiveFromAcks      = "live_from_acks"
 	TcpobsVarNrCpus            = "nr_cpus"
 	TcpobsVarPercpuConns       = "percpu_conns"
 	TcpobsVarSampleRate        = "sample_rate"
+	TcpobsVarSampleSeed        = "sample_seed"
 	TcpobsVarUnusedConnEvent   = "unused_conn_event"
 	TcpobsVarUnusedConnFlag    = "unused_conn_flag"
 	TcpobsVarUnusedConnState   = "unused_conn_state"
@@ -177,6 +180,7 @@ type TcpobsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpobsProgramSpecs struct {
+	ConnsLive   *ebpf.ProgramSpec `ebpf:"conns_live"`
 	RecvReset   *ebpf.ProgramSpec `ebpf:"recv_reset"`
 	Retransmit  *ebpf.ProgramSpec `ebpf:"retransmit"`
 	SendReset   *ebpf.ProgramSpec `ebpf:"send_reset"`
@@ -202,9 +206,11 @@ type TcpobsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpobsVariableSpecs struct {
 	HavePercpuLookup  *ebpf.VariableSpec `ebpf:"have_percpu_lookup"`
+	LiveFromAcks      *ebpf.VariableSpec `ebpf:"live_from_acks"`
 	NrCpus            *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PercpuConns       *ebpf.VariableSpec `ebpf:"percpu_conns"`
 	SampleRate        *ebpf.VariableSpec `ebpf:"sample_rate"`
+	SampleSeed        *ebpf.VariableSpec `ebpf:"sample_seed"`
 	UnusedConnEvent   *ebpf.VariableSpec `ebpf:"unused_conn_event"`
 	UnusedConnFlag    *ebpf.VariableSpec `ebpf:"unused_conn_flag"`
 	UnusedConnState   *ebpf.VariableSpec `ebpf:"unused_conn_state"`
@@ -259,9 +265,11 @@ func (m *TcpobsMaps) Close() error {
 // It can be passed to LoadTcpobsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpobsVariables struct {
 	HavePercpuLookup  *ebpf.Variable `ebpf:"have_percpu_lookup"`
+	LiveFromAcks      *ebpf.Variable `ebpf:"live_from_acks"`
 	NrCpus            *ebpf.Variable `ebpf:"nr_cpus"`
 	PercpuConns       *ebpf.Variable `ebpf:"percpu_conns"`
 	SampleRate        *ebpf.Variable `ebpf:"sample_rate"`
+	SampleSeed        *ebpf.Variable `ebpf:"sample_seed"`
 	UnusedConnEvent   *ebpf.Variable `ebpf:"unused_conn_event"`
 	UnusedConnFlag    *ebpf.Variable `ebpf:"unused_conn_flag"`
 	UnusedConnState   *ebpf.Variable `ebpf:"unused_conn_state"`
@@ -276,6 +284,7 @@ type TcpobsVariables struct {
 //
 // It can be passed to LoadTcpobsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpobsPrograms struct {
+	ConnsLive   *ebpf.Program `ebpf:"conns_live"`
 	RecvReset   *ebpf.Program `ebpf:"recv_reset"`
 	Retransmit  *ebpf.Program `ebpf:"retransmit"`
 	SendReset   *ebpf.Program `ebpf:"send_reset"`
@@ -286,6 +295,7 @@ type TcpobsPrograms struct {
 
 func (p *TcpobsPrograms) Close() error {
 	return _TcpobsClose(
+		p.ConnsLive,
 		p.RecvReset,
 		p.Retransmit,
 		p.SendReset,

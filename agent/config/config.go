@@ -23,7 +23,7 @@ type Config struct {
 	ListenAddress       string        `yaml:"listen-address"`        // serves /metrics and /healthz
 	Transport           string        `yaml:"transport"`             // ringbuf | perf
 	MapType             string        `yaml:"map-type"`              // hash | lru_hash | percpu_hash | lru_percpu_hash
-	SampleRate          uint32        `yaml:"sample-rate"`           // keep 1 in N per-ACK RTT samples (1 = all)
+	SampleRate          uint32        `yaml:"sample-rate"`           // keep the RTT samples of 1 in N connections (1 = all)
 	MaxConnections      uint32        `yaml:"max-connections"`       // capacity of the kernel connection map
 	FlushInterval       time.Duration `yaml:"flush-interval"`        // how often open connections are read from the kernel
 	CloseRetention      time.Duration `yaml:"close-retention"`       // how long a closed connection's series stay visible
@@ -111,7 +111,7 @@ func (c *Config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddress, "listen-address", c.ListenAddress, "address serving /metrics and /healthz")
 	fs.StringVar(&c.Transport, "transport", c.Transport, "event transport: ringbuf or perf")
 	fs.StringVar(&c.MapType, "map-type", c.MapType, "connection map type: hash, lru_hash, percpu_hash or lru_percpu_hash")
-	fs.Func("sample-rate", fmt.Sprintf("keep 1 in N per-ACK RTT samples; lifecycle and totals stay exact (default %d)", c.SampleRate), func(s string) error {
+	fs.Func("sample-rate", fmt.Sprintf("keep the per-ACK RTT samples of 1 in N connections; lifecycle, bytes and totals stay exact (default %d)", c.SampleRate), func(s string) error {
 		return parseUint32(s, &c.SampleRate)
 	})
 	fs.Func("max-connections", fmt.Sprintf("capacity of the kernel connection map (default %d)", c.MaxConnections), func(s string) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 
@@ -66,6 +67,9 @@ type Observer struct {
 	Disabled map[string]string // feature -> why it is off
 	links    []link.Link
 	stats    io.Closer
+	// live refreshes open connections' counters from their sockets (nil:
+	// the per-ACK callback keeps them, on per-CPU maps or before 5.13).
+	live *ebpf.Program
 }
 
 // ErrPrivileges marks failures that root (or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN) fixes.
@@ -103,6 +107,16 @@ func (obs *Observer) start() error {
 	if err := obs.load(spec); err != nil {
 		return err
 	}
+	if obs.LiveFromSockets() {
+		var live struct {
+			P *ebpf.Program `ebpf:"conns_live"`
+		}
+		opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"conns": obs.Objs.Conns}}
+		if err := spec.LoadAndAssign(&live, opts); err != nil {
+			return explain("load conns_live", err)
+		}
+		obs.live = live.P
+	}
 	if obs.Opts.BPFStats {
 		// Costs a clock read per program run; the bench measures how much.
 		if obs.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
@@ -110,6 +124,38 @@ func (obs *Observer) start() error {
 		}
 	}
 	return obs.attach()
+}
+
+// LiveFromSockets says whether open connections' live counters are read
+// from their sockets at flush time (conns_live), which needs a shared map and
+// bpf_for_each_map_elem (5.13); else the per-ACK callback carries them, and
+// sampling must keep that callback on every connection.
+func (obs *Observer) LiveFromSockets() bool {
+	if _, off := obs.Disabled["live_from_sockets"]; off {
+		return false
+	}
+	return true
+}
+
+func (obs *Observer) probeLive() {
+	switch {
+	case obs.PercpuConns():
+		obs.Disabled["live_from_sockets"] = "per-CPU connection map: live counters ride on every ACK"
+	case features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnForEachMapElem) != nil:
+		obs.Disabled["live_from_sockets"] = "bpf_for_each_map_elem missing (needs 5.13): live counters ride on every ACK"
+	}
+}
+
+// RefreshLive updates every open connection's live counters in the map
+// from its socket (a no-op where the per-ACK callback keeps them).
+func (obs *Observer) RefreshLive() error {
+	if obs.live == nil {
+		return nil
+	}
+	if _, err := obs.live.Run(&ebpf.RunOptions{}); err != nil {
+		return fmt.Errorf("run conns_live: %w", err)
+	}
+	return nil
 }
 
 // load prefers set_state's tp_btf twin and falls back to the raw
@@ -142,10 +188,11 @@ func (obs *Observer) load(spec *ebpf.CollectionSpec) error {
 
 func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
 	o := obs.Opts
+	obs.probeLive()
 	conns := spec.Maps["conns"]
 	conns.Type = o.ConnMapType
 	conns.MaxEntries = o.MaxConnections
-	percpu := o.ConnMapType == ebpf.PerCPUHash || o.ConnMapType == ebpf.LRUCPUHash
+	percpu := obs.PercpuConns()
 	if err := features.HaveMapType(o.ConnMapType); err != nil {
 		return fmt.Errorf("map type %s is not supported by this kernel: %w (choose --map-type hash)", o.ConnMapType, err)
 	}
@@ -172,6 +219,8 @@ func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
 		"have_percpu_lookup": boolByte(havePercpuLookup),
 		"nr_cpus":            uint32(runtime.NumCPU()),
 		"wakeup_bytes":       wake,
+		"live_from_acks":     boolByte(!obs.LiveFromSockets()),
+		"sample_seed":        rand.Uint64(),
 	}
 	if n, err := ebpf.PossibleCPU(); err == nil {
 		set["nr_cpus"] = uint32(n)
@@ -262,6 +311,10 @@ func (obs *Observer) Close() error {
 		errs = append(errs, obs.links[i].Close())
 	}
 	obs.links = nil
+	if obs.live != nil {
+		errs = append(errs, obs.live.Close())
+		obs.live = nil
+	}
 	if obs.stats != nil {
 		errs = append(errs, obs.stats.Close())
 		obs.stats = nil

@@ -295,6 +295,9 @@ func (ob *Observer) flushLoop(ctx context.Context) {
 
 // Flush reads the open connections from the kernel once.
 func (ob *Observer) Flush() {
+	if err := ob.kern.RefreshLive(); err != nil {
+		ob.log.Warn("live counters not refreshed", "err", err)
+	}
 	ob.Table.BeginFlush()
 	n, err := ob.conns.Each(ob.Table.Observe)
 	if err != nil {
@@ -338,7 +341,7 @@ func (ob *Observer) UserCounters() map[string]uint64 {
 }
 
 func (ob *Observer) Features() map[string]bool {
-	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats, "percpu_merge": true, "tp_btf": true}
+	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats, "percpu_merge": true, "tp_btf": true, "live_from_sockets": true}
 	for f := range ob.kern.Disabled {
 		out[f] = false
 	}

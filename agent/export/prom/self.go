@@ -42,7 +42,7 @@ func NewSelfCollector(src SelfSource, info map[string]string) *SelfCollector {
 		info:          prometheus.NewDesc(ns+"_build_info", "Build and configuration of this observer; value 1.", names, nil),
 		events:        prometheus.NewDesc(ns+"_events_total", "Events the kernel programs handled, by source.", []string{"source"}, nil),
 		lost:          prometheus.NewDesc(ns+"_events_lost_total", "Events lost: transport_full (ring/perf buffer full), map_full (connection map full), recursion (a program run the kernel skipped because the program was already running on that CPU).", []string{"reason"}, nil),
-		sampledOut:    prometheus.NewDesc(ns+"_events_sampled_out_total", "Per-ACK RTT samples skipped by --sample-rate.", nil, nil),
+		sampledOut:    prometheus.NewDesc(ns+"_events_sampled_out_total", "RTT sampling draws --sample-rate left out: connections (per-ACK samples where live counters ride on ACKs, see README).", nil, nil),
 		untracked:     prometheus.NewDesc(ns+"_untracked_closes_total", "Closes of connections the observer never saw open (opened before it started, or evicted from an LRU map).", nil, nil),
 		mapEntries:    prometheus.NewDesc(ns+"_map_entries", "Entries in a kernel map at the last flush.", []string{"map"}, nil),
 		mapCapacity:   prometheus.NewDesc(ns+"_map_capacity", "Capacity of a kernel map.", []string{"map"}, nil),
