@@ -31,8 +31,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // Set by the loader before load; the verifier prunes the branches they disable.
 const volatile __u32 sample_rate = 1;  // 1 keeps every RTT sample
 // 1: live counters ride on every ACK's callback and sampling thins ACKs (per-CPU
-// maps, or no map iterator). 0: conns_live reads them at flush time and
-// sampling picks connections, whose every ACK is kept.
+// maps, or no bpf_for_each_map_elem before 5.13). 0: conns_live reads them at
+// flush time and sampling picks connections, whose every ACK is kept.
 const volatile __u8 live_from_acks = 1;
 const volatile __u64 sample_seed = 0; // per load: observers side by side draw differently
 const volatile __u8 use_ringbuf = 1;   // 0: perf event array
@@ -436,8 +436,9 @@ int sock_ops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
 
-	// Sampling thins only the RTT samples; the choice is random and
-	// independent of the RTT, so what it keeps is an unbiased subset. Where
+	// Sampling thins only the RTT samples; the draw (a seeded hash of the
+	// connection, or a random number per ACK) is independent of the RTT, so
+	// what it keeps is an unbiased subset. Where
 	// live counters come from conns_live, an unsampled connection never gets
 	// the per-ACK callback at all: it costs nothing per ACK.
 	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
