@@ -155,13 +155,17 @@ static __always_inline void put_state(__u64 key, struct conn_state *st)
 }
 
 // Active open: connect() runs in the owning process, so `current` is the owner.
-// The tuple is read at ESTABLISHED or CLOSE: the source port is bound only
-// after the SYN_SENT transition.
-static __always_inline void on_connect(struct sock *sk, __u64 key)
+// Addresses and the destination port are set before the SYN_SENT transition,
+// so a flush that finds the connection mid-handshake (or hanging on a dropped
+// SYN) already knows whom it calls; the source port is bound only after it
+// and is read again at ESTABLISHED or CLOSE.
+static __always_inline void on_connect(struct sock *sk, struct tcp_sock *tp, __u64 key,
+				      const int btf)
 {
 	struct conn_state st = {};
 	st.start_ns = bpf_ktime_get_ns();
 	st.direction = DIR_ACTIVE;
+	read_tuple(sk, tp, &st, btf);
 	owner_from_current(&st.owner);
 	put_state(key, &st);
 	count(STAT_OPEN_ACTIVE);
@@ -320,7 +324,7 @@ static __always_inline void on_set_state(void *ctx, struct sock *sk, struct tcp_
 	__u64 key = (__u64)sk;
 
 	if (newstate == TCP_SYN_SENT) {
-		on_connect(sk, key);
+		on_connect(sk, tp, key, btf);
 	} else if (newstate == TCP_ESTABLISHED) {
 		if (oldstate == TCP_SYN_SENT)
 			on_established(sk, tp, key, 0, btf);

@@ -211,6 +211,32 @@ func TestConnectFailureAndReset(t *testing.T) {
 	})
 }
 
+// A connect whose SYN is dropped sits in SYN_SENT across several flushes
+// before the application gives up. Every flush must already file it under
+// the peer it calls: its rollup is chosen when it is first seen and never
+// moves, so a connection first seen mid-handshake without its tuple would
+// open and fail under remote_ip="" and service_port="0".
+func TestHangingConnectAttributedToItsPeer(t *testing.T) {
+	ob := start(t, nil)
+	peer := nettest.NewPeer(t)
+	peer.DropFromHost(t, 100, 0)
+	const port = 9
+	target := net.JoinHostPort(peer.PeerIP.String(), strconv.Itoa(port))
+	hang := 10 * ob.cfg.FlushInterval
+	if _, err := net.DialTimeout("tcp4", target, hang); err == nil {
+		t.Fatalf("dial %s through a 100%% drop succeeded", target)
+	}
+	rl := map[string]string{"remote_ip": peer.PeerIP.String(), "service_port": strconv.Itoa(port), "direction": "active"}
+	eventually(t, 5*time.Second, "hanging connect filed under its peer", func() (bool, string) {
+		o := ob.value(t, "ebpf_net_obs_connections_opened_total", rl)
+		f := ob.value(t, "ebpf_net_obs_connections_failed_total", rl)
+		return o == 1 && f == 1, fmt.Sprintf("opened=%v failed=%v", o, f)
+	})
+	if n := len(ob.series(t, "ebpf_net_obs_connections_opened_total", map[string]string{"service_port": "0"})); n != 0 {
+		t.Errorf("%d rollups with service_port=\"0\": a connection was filed before its tuple was known", n)
+	}
+}
+
 func with(m map[string]string, k, v string) map[string]string {
 	out := map[string]string{k: v}
 	for a, b := range m {

@@ -90,13 +90,17 @@ func (p *Peer) Listen(t testing.TB, addr string) net.Listener {
 // sends again without counting a retransmission).
 func (p *Peer) DropFromHost(t testing.TB, pct, minLen int) {
 	t.Helper()
+	draw := fmt.Sprintf("numgen random mod 100 < %d ", pct)
+	if pct >= 100 {
+		draw = "" // nft refuses "< 100" on a mod 100 draw
+	}
 	rules := fmt.Sprintf(`table inet enotest {
 	chain in {
 		type filter hook input priority 0; policy accept;
-		ip saddr %s meta length >= %d numgen random mod 100 < %d counter drop
+		ip saddr %s meta length >= %d %scounter drop
 	}
 }
-`, p.HostIP, minLen, pct)
+`, p.HostIP, minLen, draw)
 	cmd := exec.Command("ip", "netns", "exec", p.NS, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
