@@ -176,25 +176,25 @@ static __always_inline void on_connect(struct sock *sk, struct tcp_sock *tp, __u
 static __always_inline void on_established(struct sock *sk, struct tcp_sock *tp, __u64 key,
 					  int passive, const int btf)
 {
-	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
-	struct conn_state fresh = {};
+	struct conn_state fresh = {}, *st = &fresh;
 
 	if (passive) {
+		// The child socket is new: no entry to look up (one left under
+		// this address by a socket whose close we missed is stale).
 		// The handshake completes in softirq: `current` is whoever was
 		// running. The owner is the process that listens on this port.
 		struct listener_key lk = {};
 		fill_listener_key(sk, &lk, btf);
 		struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
-		if (!st) {
-			st = &fresh;
-			st->start_ns = bpf_ktime_get_ns();
-			st->direction = DIR_PASSIVE;
-		}
+		st->start_ns = bpf_ktime_get_ns();
+		st->direction = DIR_PASSIVE;
 		if (o)
 			st->owner = *o;
 		count(STAT_OPEN_PASSIVE);
-	} else if (!st) {
-		return; // opened before we attached, or the map was full
+	} else {
+		st = bpf_map_lookup_elem(&conns, &key);
+		if (!st)
+			return; // opened before we attached, or the map was full
 	}
 	read_tuple(sk, tp, st, btf);
 	st->flags |= FLAG_ESTABLISHED;
