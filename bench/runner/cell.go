@@ -21,65 +21,74 @@ type measurer struct {
 	begun                time.Time
 }
 
-func (m *measurer) measureCell(ctx context.Context, c matrix.Cell) (rc results.Cell) {
-	rc = results.Cell{
+// statusPartial marks a cell whose rounds are not all measured yet.
+const statusPartial = "partial"
+
+// cellRun is a cell being measured across rounds.
+type cellRun struct {
+	cell     matrix.Cell
+	rc       results.Cell
+	finished bool
+}
+
+func newCell(c matrix.Cell) results.Cell {
+	rc := results.Cell{
 		Key: c.Key(), Workload: c.Workload.Name, WorkloadSpec: c.Workload, Transport: c.Transport,
 		MapType: c.MapType, SampleRate: c.SampleRate, BPFStats: c.BPFStats, Kernel: Kernel(),
-		Start: time.Now().UTC(), Status: "failed", Baseline: []results.Sample{}, Observed: []results.Sample{},
+		Start: time.Now().UTC(), Status: statusPartial, Baseline: []results.Sample{}, Observed: []results.Sample{},
 	}
-	defer func() { rc.End = time.Now().UTC(); rc.Summarize() }()
 	if !c.BPFStats && probe.StatsSysctl() == "1" {
 		rc.Warnings = append(rc.Warnings, "kernel.bpf_stats_enabled=1 system-wide: this bpf_stats=false cell still pays for statistics")
 	}
+	return rc
+}
+
+// measurePair runs one baseline and one observed run of cr against a fresh
+// loadgen server: baseline first in even pairs, observed first in odd ones
+// (ABBA cancels a linear drift within the cell).
+func (m *measurer) measurePair(ctx context.Context, cr *cellRun, pair int) (err error) {
+	c, rc := cr.cell, &cr.rc
 	srv, err := startServer(ctx, m.cfg.LoadgenBin)
 	if err != nil {
-		rc.Error = err.Error()
-		m.done += 2 * m.cfg.Profile.Run.Pairs
-		return rc
+		m.done += 2
+		return err
 	}
 	defer func() {
 		if err := srv.stop(); err != nil && !srv.proc.killedBy(syscall.SIGTERM) {
 			rc.Warnings = append(rc.Warnings, "loadgen server: "+err.Error())
 		}
 	}()
-	pairs := m.cfg.Profile.Run.Pairs
-	seq := 0
-	for pair := 0; pair < pairs; pair++ {
-		arms := []bool{false, true} // AB, then BA: ABBA cancels linear drift
-		if pair%2 == 1 {
-			arms = []bool{true, false}
-		}
-		for _, observedArm := range arms {
-			m.progress(c, pair, observedArm)
-			s, warns, err := m.runArm(ctx, c, srv.addr, observedArm)
-			if err != nil && ctx.Err() == nil {
-				// one retry: a single bad run (a stalled client on a loaded
-				// machine) should not cost the whole cell; it is recorded
-				rc.Warnings = append(rc.Warnings, warns...)
-				rc.Warnings = append(rc.Warnings, fmt.Sprintf("pair %d %s: retried after: %v", pair+1, armName(observedArm), err))
-				s, warns, err = m.runArm(ctx, c, srv.addr, observedArm)
-			}
-			m.done++
+	arms := []bool{false, true}
+	if pair%2 == 1 {
+		arms = []bool{true, false}
+	}
+	for i, observedArm := range arms {
+		m.progress(c, pair, observedArm)
+		s, warns, err := m.runArm(ctx, c, srv.addr, observedArm)
+		if err != nil && ctx.Err() == nil {
+			// one retry: a single bad run (a stalled client on a loaded
+			// machine) should not cost the whole cell; it is recorded
 			rc.Warnings = append(rc.Warnings, warns...)
-			if err != nil {
-				rc.Error = fmt.Sprintf("pair %d %s: %v", pair+1, armName(observedArm), err)
-				m.done += 2*pairs - seq - 1
-				return rc
-			}
-			s.Pair, s.Seq = pair, seq
-			seq++
-			if s.Loadgen.Errors > 0 {
-				rc.Warnings = append(rc.Warnings, fmt.Sprintf("pair %d %s: loadgen reported %v errors", pair+1, armName(observedArm), s.Loadgen.Errors))
-			}
-			if observedArm {
-				rc.Observed = append(rc.Observed, s)
-			} else {
-				rc.Baseline = append(rc.Baseline, s)
-			}
+			rc.Warnings = append(rc.Warnings, fmt.Sprintf("pair %d %s: retried after: %v", pair+1, armName(observedArm), err))
+			s, warns, err = m.runArm(ctx, c, srv.addr, observedArm)
+		}
+		m.done++
+		rc.Warnings = append(rc.Warnings, warns...)
+		if err != nil {
+			m.done += len(arms) - i - 1
+			return fmt.Errorf("pair %d %s: %w", pair+1, armName(observedArm), err)
+		}
+		s.Pair, s.Seq = pair, 2*pair+i
+		if s.Loadgen.Errors > 0 {
+			rc.Warnings = append(rc.Warnings, fmt.Sprintf("pair %d %s: loadgen reported %v errors", pair+1, armName(observedArm), s.Loadgen.Errors))
+		}
+		if observedArm {
+			rc.Observed = append(rc.Observed, s)
+		} else {
+			rc.Baseline = append(rc.Baseline, s)
 		}
 	}
-	rc.Status = "ok"
-	return rc
+	return nil
 }
 
 func armName(observed bool) string {

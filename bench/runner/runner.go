@@ -1,8 +1,11 @@
-// Package runner measures a profile's cells: for each cell it starts a
-// loadgen server, then runs baseline (A) and observed (B) arms in ABBA order
-// with the same settle gap and warm-up before every run, starting the
-// observer fresh for every observed run and stopping it with SIGTERM after.
-// results.json is rewritten after each cell, so an interrupted run keeps
+// Package runner measures a profile's cells. It goes round by round: each
+// round runs one baseline/observed pair of every cell, in ABBA order within
+// a cell across rounds, with the same settle gap and warm-up before every
+// run, the observer started fresh for every observed run and stopped with
+// SIGTERM after. Interleaving the cells spreads a slow drift of the machine
+// (which over a quick run has moved the baseline by 20%) evenly over them,
+// so cells compare with each other, not only with their own baseline.
+// results.json is rewritten after each pair, so an interrupted run keeps
 // what it measured and --resume continues it.
 package runner
 
@@ -29,7 +32,8 @@ type Config struct {
 	Resume     bool
 	Log        io.Writer // progress lines
 	Command    []string  // recorded in meta
-	// AfterCell is called after each cell is saved (e.g. to refresh the report).
+	// AfterCell is called after each round of pairs is saved (e.g. to
+	// refresh the report).
 	AfterCell func(*results.File)
 }
 
@@ -90,10 +94,17 @@ func Run(ctx context.Context, cfg Config) (*results.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	var todo []matrix.Cell
+	pairs := cfg.Profile.Run.Pairs
+	var todo []*cellRun
 	for _, c := range cells {
-		if done := file.Find(c.Key()); done == nil || !done.OK() {
-			todo = append(todo, c)
+		done := file.Find(c.Key())
+		switch {
+		case done != nil && done.OK():
+			continue
+		case done != nil && done.Status == statusPartial && len(done.Baseline) == len(done.Observed) && len(done.Observed) < pairs:
+			todo = append(todo, &cellRun{cell: c, rc: *done}) // continue its pairs
+		default:
+			todo = append(todo, &cellRun{cell: c, rc: newCell(c)})
 		}
 	}
 	if skipped := len(cells) - len(todo); skipped > 0 {
@@ -102,28 +113,47 @@ func Run(ctx context.Context, cfg Config) (*results.File, error) {
 	if err := results.Save(cfg.OutDir, file); err != nil {
 		return nil, err
 	}
-	m := &measurer{cfg: cfg, total: len(todo) * cfg.Profile.Run.Pairs * 2, begun: time.Now()}
+	m := &measurer{cfg: cfg, begun: time.Now()}
+	for _, cr := range todo {
+		m.total += 2 * (pairs - len(cr.rc.Observed))
+	}
 	failed := 0
-	for i, c := range todo {
-		m.cellIndex, m.cellCount = i+1, len(todo)
-		rc := m.measureCell(ctx, c)
-		if !rc.OK() {
-			failed++
-			fmt.Fprintf(cfg.Log, "[cell %d/%d] %s FAILED: %s\n", i+1, len(todo), c.Key(), rc.Error)
-		}
-		for _, w := range rc.Warnings {
-			fmt.Fprintf(cfg.Log, "[cell %d/%d] warning: %s\n", i+1, len(todo), w)
-		}
-		file.Put(rc)
-		file.Meta.End = time.Now().UTC()
-		if err := results.Save(cfg.OutDir, file); err != nil {
-			return file, err
+	for pair := 0; pair < pairs; pair++ {
+		for i, cr := range todo {
+			if cr.finished || len(cr.rc.Observed) > pair {
+				continue
+			}
+			m.cellIndex, m.cellCount = i+1, len(todo)
+			err := m.measurePair(ctx, cr, pair)
+			switch {
+			case err != nil:
+				cr.finished, cr.rc.Status, cr.rc.Error = true, "failed", err.Error()
+				failed++
+				m.done += 2 * (pairs - pair - 1)
+				fmt.Fprintf(cfg.Log, "[cell %d/%d] %s FAILED: %s\n", i+1, len(todo), cr.cell.Key(), err)
+			case pair == pairs-1:
+				cr.finished, cr.rc.Status = true, "ok"
+			default:
+				cr.rc.Status = statusPartial
+			}
+			cr.rc.End = time.Now().UTC()
+			cr.rc.Summarize()
+			file.Put(cr.rc)
+			file.Meta.End = cr.rc.End
+			if err := results.Save(cfg.OutDir, file); err != nil {
+				return file, err
+			}
+			if ctx.Err() != nil {
+				return file, fmt.Errorf("interrupted in round %d of %d (continue with --resume): %w", pair+1, pairs, ctx.Err())
+			}
 		}
 		if cfg.AfterCell != nil {
 			cfg.AfterCell(file)
 		}
-		if ctx.Err() != nil {
-			return file, fmt.Errorf("interrupted after %d of %d cells (continue with --resume): %w", i, len(todo), ctx.Err())
+	}
+	for i, cr := range todo {
+		for _, w := range cr.rc.Warnings {
+			fmt.Fprintf(cfg.Log, "[cell %d/%d] warning: %s\n", i+1, len(todo), w)
 		}
 	}
 	if failed > 0 {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
@@ -191,5 +192,73 @@ func TestExternalObserverWithoutProgramsTimesOut(t *testing.T) {
 	}
 	if c := f.Find("crr-64/external/external/rate=1"); c == nil || !strings.Contains(c.Error, "no BPF programs of its own appeared") {
 		t.Errorf("cell %+v", c)
+	}
+}
+
+// Rounds interleave the cells: every cell's first pair runs before any
+// cell's second, so a drift of the machine falls on all cells alike.
+func TestCellsInterleaveByRound(t *testing.T) {
+	cfg := fakeConfig(t, fastProfile)
+	f, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, on := f.Find("crr-64/none/none/rate=off"), f.Find("crr-64/ringbuf/hash/rate=1")
+	lastOfRound := func(c *results.Cell, pair int) time.Time {
+		var t time.Time
+		for _, s := range append(append([]results.Sample{}, c.Baseline...), c.Observed...) {
+			if s.Pair == pair && s.Start.After(t) {
+				t = s.Start
+			}
+		}
+		return t
+	}
+	firstOfRound := func(c *results.Cell, pair int) time.Time {
+		t := time.Now()
+		for _, s := range append(append([]results.Sample{}, c.Baseline...), c.Observed...) {
+			if s.Pair == pair && s.Start.Before(t) {
+				t = s.Start
+			}
+		}
+		return t
+	}
+	for _, a := range []*results.Cell{off, on} {
+		for _, b := range []*results.Cell{off, on} {
+			if !lastOfRound(a, 0).Before(firstOfRound(b, 1)) {
+				t.Errorf("%s round 1 ran after %s round 2 began", a.Key, b.Key)
+			}
+		}
+	}
+}
+
+// A cell left partial by an interrupted run keeps its pairs; resume runs
+// only the missing ones.
+func TestResumeContinuesPartialCell(t *testing.T) {
+	cfg := fakeConfig(t, observedOnly)
+	cfg.Profile.Run.Pairs = 2
+	counter := filepath.Join(t.TempDir(), "clients")
+	t.Setenv("BENCH_FAKE_COUNT", counter)
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := results.Load(cfg.OutDir)
+	c := &f.Cells[0]
+	c.Status, c.Baseline, c.Observed = statusPartial, c.Baseline[:1], c.Observed[:1]
+	if err := results.Save(cfg.OutDir, f); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(counter)
+	cfg.Resume = true
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(counter)
+	if n := strings.Count(string(data), "\n"); n != 2 {
+		t.Errorf("resume started %d clients, want 2 (the second pair only)", n)
+	}
+	f, _ = results.Load(cfg.OutDir)
+	c = &f.Cells[0]
+	if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Observed[1].Pair != 1 || c.Observed[1].Seq != 2 {
+		t.Errorf("after resume: status %s, %d/%d samples, second observed pair %d seq %d", c.Status, len(c.Baseline), len(c.Observed), c.Observed[1].Pair, c.Observed[1].Seq)
 	}
 }
