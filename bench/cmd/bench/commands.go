@@ -22,7 +22,7 @@ import (
 
 func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
-	profile := fs.String("profile", "quick", "profile: smoke, quick, full, or a path to a .yaml file")
+	profile := fs.String("profile", "quick", "profile: smoke, quick, full, sampling, or a path to a .yaml file")
 	out := fs.String("out", "results/latest", "output directory")
 	resume := fs.Bool("resume", false, "keep the cells already measured in --out and run the rest")
 	observerBin := fs.String("observer-bin", "bin/ebpf-net-obs", "observer binary, run with the cell's flags")

@@ -1,7 +1,7 @@
 // Command bench measures what the observer costs and turns it into numbers
 // people can act on:
 //
-//	bench run --profile smoke|quick|full [--out DIR] [--resume] [--observer-cmd CMD]
+//	bench run --profile smoke|quick|full|sampling [--out DIR] [--resume] [--observer-cmd CMD]
 //	bench report [DIR] | bench report --kernels [DIR...] [--out DIR]
 //	bench compare OLD NEW [--threshold PCT] [--format table|benchstat]
 //	bench tune --budget PCT [--results DIR] [--workload crr]
@@ -18,7 +18,7 @@ import (
 )
 
 const usage = `usage:
-  bench run --profile smoke|quick|full|FILE.yaml [--out DIR] [--resume]
+  bench run --profile smoke|quick|full|sampling|FILE.yaml [--out DIR] [--resume]
             [--observer-bin PATH | --observer-cmd 'CMD'] [--loadgen-bin PATH] [--pairs N] [--duration D]
   bench report [DIR]                          rewrite DIR's report.md and plots from results.json
   bench report --kernels [DIR...] [--out DIR] compare kernels (default: results/kernels/*/bench)
