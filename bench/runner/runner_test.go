@@ -204,27 +204,26 @@ func TestCellsInterleaveByRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	off, on := f.Find("crr-64/none/none/rate=off"), f.Find("crr-64/ringbuf/hash/rate=1")
-	lastOfRound := func(c *results.Cell, pair int) time.Time {
-		var t time.Time
+	// the earliest and latest start of a cell's runs in one round
+	span := func(c *results.Cell, pair int) (first, last time.Time) {
 		for _, s := range append(append([]results.Sample{}, c.Baseline...), c.Observed...) {
-			if s.Pair == pair && s.Start.After(t) {
-				t = s.Start
+			if s.Pair != pair {
+				continue
+			}
+			if first.IsZero() || s.Start.Before(first) {
+				first = s.Start
+			}
+			if s.Start.After(last) {
+				last = s.Start
 			}
 		}
-		return t
-	}
-	firstOfRound := func(c *results.Cell, pair int) time.Time {
-		t := time.Now()
-		for _, s := range append(append([]results.Sample{}, c.Baseline...), c.Observed...) {
-			if s.Pair == pair && s.Start.Before(t) {
-				t = s.Start
-			}
-		}
-		return t
+		return first, last
 	}
 	for _, a := range []*results.Cell{off, on} {
 		for _, b := range []*results.Cell{off, on} {
-			if !lastOfRound(a, 0).Before(firstOfRound(b, 1)) {
+			_, lastA := span(a, 0)
+			firstB, _ := span(b, 1)
+			if !lastA.Before(firstB) {
 				t.Errorf("%s round 1 ran after %s round 2 began", a.Key, b.Key)
 			}
 		}
