@@ -507,10 +507,16 @@ int sock_ops(struct bpf_sock_ops *skops)
 // live_from_acks): a write would land in this CPU's slot only.
 static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unused)
 {
-	if (!(st->flags & FLAG_ESTABLISHED))
-		return 0;
 	struct sock *sk = (struct sock *)*key;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	if (!(st->flags & FLAG_ESTABLISHED)) {
+		// A connect still in SYN_SENT: its source port was bound right
+		// after the transition that created the entry.
+		if (!st->sport && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_SYN_SENT &&
+		    __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) == st->dport)
+			st->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		return 0;
+	}
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here.
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED ||

@@ -223,7 +223,27 @@ func TestHangingConnectAttributedToItsPeer(t *testing.T) {
 	const port = 9
 	target := net.JoinHostPort(peer.PeerIP.String(), strconv.Itoa(port))
 	hang := 10 * ob.cfg.FlushInterval
-	if _, err := net.DialTimeout("tcp4", target, hang); err == nil {
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := net.DialTimeout("tcp4", target, hang)
+		dialed <- err
+	}()
+	// While it hangs, its own series already shows the source port it got.
+	if ob.kern.LiveFromSockets() {
+		dst := map[string]string{"dst_ip": peer.PeerIP.String(), "dst_port": strconv.Itoa(port)}
+		eventually(t, hang/2, "hanging connect's series with its source port", func() (bool, string) {
+			ms := ob.series(t, "ebpf_net_obs_connection_bytes_sent_total", dst)
+			for _, m := range ms {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "src_port" && lp.GetValue() != "0" {
+						return true, ""
+					}
+				}
+			}
+			return false, fmt.Sprintf("%d series, none with a source port", len(ms))
+		})
+	}
+	if err := <-dialed; err == nil {
 		t.Fatalf("dial %s through a 100%% drop succeeded", target)
 	}
 	rl := map[string]string{"remote_ip": peer.PeerIP.String(), "service_port": strconv.Itoa(port), "direction": "active"}
