@@ -45,9 +45,12 @@ scrape_configs:
 		_, _, took := p.query(t, `scrape_duration_seconds{job="ebpf-net-obs"}`)
 		return ok && up == 1, detail + "; " + took
 	})
+	// The client's end by its whole tuple: another program on this host may
+	// have the same ephemeral port towards another peer.
 	for i, cp := range tr.clientPort {
-		p.expectQuery(t, fmt.Sprintf(`ebpf_net_obs_connection_bytes_sent_total{src_port="%d"}`, cp), float64(tr.req[i]))
-		p.expectQuery(t, fmt.Sprintf(`ebpf_net_obs_connection_bytes_received_total{src_port="%d"}`, cp), float64(tr.resp[i]))
+		end := fmt.Sprintf(`src_port="%d",dst_port="%d"`, cp, tr.serverPort)
+		p.expectQuery(t, `ebpf_net_obs_connection_bytes_sent_total{`+end+`}`, float64(tr.req[i]))
+		p.expectQuery(t, `ebpf_net_obs_connection_bytes_received_total{`+end+`}`, float64(tr.resp[i]))
 	}
 	sp := tr.serverPort
 	// Both ends are on this host: the client rollup sent the requests, the
