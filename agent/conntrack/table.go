@@ -227,7 +227,11 @@ func (t *Table) Close(ev *bpf.TcpobsConnEvent) {
 	key := connKey{ev.Sk, s.StartNs}
 	c, wasClosed := t.lost[key]
 	if !wasClosed {
-		if o := t.open[ev.Sk]; o != nil && (o.key.start == s.StartNs || s.StartNs == 0) {
+		// An untracked record (no start: the kernel had no entry) completes
+		// the open connection at its address only if that one opened before
+		// the close: the reader lags behind the flushes' direct map reads,
+		// and a newer socket may already reuse the address.
+		if o := t.open[ev.Sk]; o != nil && (o.key.start == s.StartNs || s.StartNs == 0 && o.key.start < ev.EndNs) {
 			c = o
 			delete(t.open, ev.Sk)
 		}

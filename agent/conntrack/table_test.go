@@ -199,6 +199,56 @@ func TestSocketAddressReuse(t *testing.T) {
 		}
 	})
 
+	// A socket the kernel had no entry for (an accepted child dropped in
+	// SYN_RECV, or one evicted from an LRU map) closes with an untracked
+	// record; its memory is reused by a new connection that a flush sees
+	// before the reader, lagging behind the ring buffer, applies the
+	// record. The record must not close the newer connection.
+	t.Run("untracked close of an older socket", func(t *testing.T) {
+		tb, _ := newTable(conntrack.Options{MaxSeries: 10})
+		b := sp
+		b.start = 5 * time.Second
+		observe(tb, map[uint64]conntrack.State{0xa: b.state(t)})
+		child := spec{src: "10.0.0.1:80", dst: "10.0.0.9:51000"}.state(t)
+		child.Flags = conntrack.FlagUntracked
+		child.StartNs = 0
+		tb.Close(closeRec{sk: 0xa, end: 4 * time.Second}.event(child))
+		var cur *conntrack.Conn
+		for _, c := range conns(tb) {
+			if c.Open() {
+				cur = &c
+			}
+		}
+		if cur == nil || !cur.Opened.Equal(t0.Add(5*time.Second)) {
+			t.Fatalf("the newer connection was closed by an older socket's untracked record: %+v", conns(tb))
+		}
+		// Its own record later closes it once, not a second copy.
+		tb.Close(closeRec{sk: 0xa, end: 7 * time.Second, sent: 5}.event(b.state(t)))
+		for _, r := range rollups(tb) {
+			if r.Key.Direction == conntrack.DirActive && (r.Opened != 1 || r.Closed != 1 || r.BytesSent != 5) {
+				t.Errorf("active rollup opened=%d closed=%d sent=%d, want 1, 1, 5", r.Opened, r.Closed, r.BytesSent)
+			}
+		}
+	})
+
+	// An entry the kernel lost (LRU eviction) after a flush saw it: its
+	// untracked close record completes the open connection.
+	t.Run("untracked close of a connection seen open", func(t *testing.T) {
+		tb, _ := newTable(conntrack.Options{MaxSeries: 10})
+		a := sp
+		a.start = time.Second
+		observe(tb, map[uint64]conntrack.State{0xa: a.state(t)})
+		rec := a.state(t)
+		rec.Flags, rec.StartNs = conntrack.FlagUntracked, 0
+		tb.Close(closeRec{sk: 0xa, end: 3 * time.Second, sent: 9}.event(rec))
+		if open, _ := tb.Len(); open != 0 {
+			t.Fatalf("%d open after its untracked close", open)
+		}
+		if r := onlyRollup(t, tb); r.Opened != 1 || r.Closed != 1 || r.BytesSent != 9 {
+			t.Errorf("rollup opened=%d closed=%d sent=%d", r.Opened, r.Closed, r.BytesSent)
+		}
+	})
+
 	t.Run("reused while open, old close record late", func(t *testing.T) {
 		tb, _ := newTable(conntrack.Options{MaxSeries: 10})
 		a, b := sp, sp
