@@ -91,13 +91,33 @@ func testSampling(t *testing.T, mapType string) {
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	want := map[string]string{"service_port": port, "direction": "active"}
 	// Every connection's close record, in both observers, filed under the
-	// listener's port (one caught mid-handshake by a flush included).
-	eventually(t, 30*time.Second, "close records applied", func() (bool, string) {
-		f := full.value(t, "ebpf_net_obs_connections_closed_total", want)
-		th := thin.value(t, "ebpf_net_obs_connections_closed_total", want)
-		return f == conns && th == conns, fmt.Sprintf("closed %v (full) and %v (thin) of %d; kernel: full %s, thin %s",
-			f, th, conns, counterDelta(t, full, f0), counterDelta(t, thin, k0))
-	})
+	// listener's port (one caught mid-handshake by a flush included). Only
+	// where the kernel itself reports skipped program runs (a tracing
+	// program preempted on a CPU blocks its other runs there: seen in
+	// emulated guests of preemptible kernels) is a shortfall accepted, once
+	// the counts stop moving; the distributions are compared on what was seen.
+	var f, th, settled float64
+	for deadline, last := time.Now().Add(30*time.Second), ""; ; time.Sleep(50 * time.Millisecond) {
+		prev := f + th
+		f = full.value(t, "ebpf_net_obs_connections_closed_total", want)
+		th = thin.value(t, "ebpf_net_obs_connections_closed_total", want)
+		if f == conns && th == conns {
+			break
+		}
+		missed := missedRuns(t, full) + missedRuns(t, thin)
+		if settled = settled + 1; f+th != prev {
+			settled = 0
+		}
+		if missed > 0 && settled >= 40 {
+			t.Logf("the kernel skipped %d program runs (recursion protection): closes seen %v (full) and %v (thin) of %d", missed, f, th, conns)
+			break
+		}
+		last = fmt.Sprintf("closed %v (full) and %v (thin) of %d; kernel: full %s, thin %s; skipped runs %d",
+			f, th, conns, counterDelta(t, full, f0), counterDelta(t, thin, k0), missed)
+		if time.Now().After(deadline) {
+			t.Fatalf("close records applied: not reached within 30s: %s", last)
+		}
+	}
 	k1, err := thin.KernelCounters()
 	if err != nil {
 		t.Fatal(err)
@@ -177,4 +197,18 @@ func counterDelta(t *testing.T, r *running, before map[string]uint64) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// missedRuns is how often the kernel skipped one of r's programs.
+func missedRuns(t *testing.T, r *running) uint64 {
+	t.Helper()
+	var n uint64
+	for name, p := range r.Programs() {
+		st, err := p.Stats()
+		if err != nil {
+			t.Fatalf("stats of %s: %v", name, err)
+		}
+		n += st.RecursionMisses
+	}
+	return n
 }
