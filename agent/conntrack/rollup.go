@@ -144,13 +144,17 @@ func (t *Table) account(c *Conn) {
 		a.resetTx = true
 	}
 	if c.RTTSamples > a.rttSamples {
+		// The count is what the buckets gained, not the sample counter: a
+		// per-CPU slot read while its CPU was mid-update can have one ahead
+		// of the other, and a count below its buckets' sum would make the
+		// +Inf bucket negative.
 		for i, v := range c.RTTHist {
 			if v > a.rttHist[i] {
 				r.RTT.Counts[i] += uint64(v - a.rttHist[i])
+				r.RTT.Count += uint64(v - a.rttHist[i])
 				a.rttHist[i] = v
 			}
 		}
-		r.RTT.Count += c.RTTSamples - a.rttSamples
 		if c.RTTSumMicros > a.rttSum {
 			r.RTT.Sum += float64(c.RTTSumMicros-a.rttSum) * 1e-6
 		}

@@ -539,3 +539,21 @@ func TestPartialCloseDoesNotDoubleCount(t *testing.T) {
 			"connection %d samples, rollup %d; only 3 were ever taken", c.RTTSamples, r.RTT.Count)
 	}
 }
+
+// A state whose sample counter and buckets disagree (a per-CPU slot read
+// mid-update) still gives a histogram whose count is its buckets' sum.
+func TestRTTCountIsBucketSum(t *testing.T) {
+	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
+	sp := spec{src: "10.0.0.1:40000", dst: "10.0.0.2:80", pid: 10, comm: "curl", dir: conntrack.DirActive, flags: est, start: time.Second}
+	st := sp.state(t)
+	st.RttSamples, st.RttHist[3], st.RttHist[5] = 2, 2, 1
+	observe(tb, map[uint64]conntrack.State{0xa: st})
+	r := onlyRollup(t, tb)
+	var sum uint64
+	for _, n := range r.RTT.Counts {
+		sum += n
+	}
+	if r.RTT.Count != 3 || sum != 3 {
+		t.Errorf("count %d, buckets sum %d; want 3 and 3", r.RTT.Count, sum)
+	}
+}
