@@ -209,9 +209,10 @@ func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
 	if percpu && !havePercpuLookup {
 		obs.Disabled["percpu_merge"] = "bpf_map_lookup_percpu_elem missing (needs 5.19): per-CPU close records carry only the closing CPU's share; user space completes what it saw at flushes"
 	}
-	// The ring buffer wakes the reader once a batch has piled up; the reader
-	// also drains on a timer, so a trickle is never stranded.
-	wake := o.RingbufBytes / 16
+	// The ring buffer wakes the reader only when a quarter of it has piled
+	// up: a burst still finds three quarters free, and at steady rates the
+	// reader's own timer drains it first (each wake-up is a context switch).
+	wake := o.RingbufBytes / 4
 	set := map[string]any{
 		"sample_rate":        o.SampleRate,
 		"use_ringbuf":        boolByte(o.Ringbuf),

@@ -121,9 +121,9 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	if cfg.Transport == "ringbuf" {
-		ob.events, err = reader.NewRingbuf(kern.Objs.EventsRb, drainInterval)
+		ob.events, err = reader.NewRingbuf(kern.Objs.EventsRb)
 	} else {
-		ob.events, err = reader.NewPerf(kern.Objs.EventsPerf, cfg.PerfBufferBytes, drainInterval)
+		ob.events, err = reader.NewPerf(kern.Objs.EventsPerf, cfg.PerfBufferBytes)
 	}
 	if err == nil {
 		ob.conns, err = reader.NewConnMap(kern.Objs.Conns, kern.PercpuConns())
@@ -260,6 +260,7 @@ func (ob *Observer) readLoop() error {
 		switch {
 		case err == nil:
 			ob.Table.Close(&ev)
+			continue
 		case errors.Is(err, reader.ErrClosed):
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -269,6 +270,7 @@ func (ob *Observer) readLoop() error {
 				warned = true
 			}
 		}
+		ob.events.Wait(drainInterval)
 	}
 }
 

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
 )
@@ -26,13 +28,24 @@ const eventSize = int(unsafe.Sizeof(Event{}))
 var ErrClosed = errors.New("reader closed")
 
 // Reader yields events; Lost counts records the transport dropped.
+//
+// No read blocks in a system call: a goroutine blocked in epoll_wait holds
+// its P there, and the Go runtime's sysmon then keeps waking every 20 us to
+// take it back; that was half of the observer's CPU under connection churn.
+// Read never blocks, and Wait parks the goroutine in Go's own netpoller.
 type Reader interface {
 	// Read fills ev with the next event. It returns os.ErrDeadlineExceeded
-	// when the drain interval passed with nothing to read.
+	// when nothing is left to read now.
 	Read(ev *Event) error
+	// Wait returns when records may be waiting: the kernel signalled a
+	// backlog, or d passed.
+	Wait(d time.Duration)
 	Lost() uint64
 	Close() error
 }
+
+// nonBlocking is a deadline already past: every wait returns at once.
+var nonBlocking = time.Unix(1, 0)
 
 // decode copies a raw record into ev: a fixed-layout struct shared with the
 // kernel through bpf2go, so no reflection is involved.
@@ -44,30 +57,53 @@ func decode(raw []byte, ev *Event) error {
 	return nil
 }
 
-// The kernel wakes the reader only once a batch has piled up (see
-// wakeup_bytes in tcpobs.c); the drain interval bounds how long a trickle
-// of records may wait.
+// The kernel wakes the ring's readers only once a backlog has piled up (see
+// wakeup_bytes in tcpobs.c); between wake-ups the observer drains on a timer.
 type ringReader struct {
-	rd    *ringbuf.Reader
-	rec   ringbuf.Record
-	drain time.Duration
-	next  time.Time
+	rd   *ringbuf.Reader
+	rec  ringbuf.Record
+	wake *os.File        // a duplicate of the ring's fd, in Go's netpoller
+	poll syscall.RawConn // nil where the ring's fd cannot be polled: timer only
 }
 
 // NewRingbuf reads the ring buffer map m.
-func NewRingbuf(m *ebpf.Map, drain time.Duration) (Reader, error) {
+func NewRingbuf(m *ebpf.Map) (Reader, error) {
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
-	r := &ringReader{rd: rd, drain: drain}
-	r.arm()
+	rd.SetDeadline(nonBlocking)
+	r := &ringReader{rd: rd}
+	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		rd.Close()
+		return nil, fmt.Errorf("duplicate ring buffer fd: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		rd.Close()
+		return nil, fmt.Errorf("ring buffer fd: %w", err)
+	}
+	// A non-blocking fd that supports poll joins the netpoller here.
+	r.wake = os.NewFile(uintptr(fd), "ringbuf")
+	if r.wake.SetReadDeadline(time.Time{}) == nil {
+		r.poll, _ = r.wake.SyscallConn()
+	}
 	return r, nil
 }
 
-func (r *ringReader) arm() {
-	r.next = time.Now().Add(r.drain)
-	r.rd.SetDeadline(r.next)
+func (r *ringReader) Wait(d time.Duration) {
+	if r.poll == nil {
+		time.Sleep(d)
+		return
+	}
+	_ = r.wake.SetReadDeadline(time.Now().Add(d))
+	waited := false
+	_ = r.poll.Read(func(uintptr) bool {
+		done := waited
+		waited = true
+		return done // false once: park until the ring's fd signals or the deadline
+	})
 }
 
 func (r *ringReader) Read(ev *Event) error {
@@ -76,7 +112,6 @@ func (r *ringReader) Read(ev *Event) error {
 	case err == nil:
 		return decode(r.rec.RawSample, ev)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		r.arm()
 		return err
 	case errors.Is(err, ringbuf.ErrClosed):
 		return ErrClosed
@@ -85,26 +120,30 @@ func (r *ringReader) Read(ev *Event) error {
 }
 
 func (r *ringReader) Lost() uint64 { return 0 } // the kernel side counts a full ring
-func (r *ringReader) Close() error { return r.rd.Close() }
+func (r *ringReader) Close() error { return errors.Join(r.rd.Close(), r.wake.Close()) }
+
+// perfPoll is how often perf buffers are drained: the reader cannot reach the
+// per-CPU fds to wait on them. 1 MiB per CPU holds ~3.5k records, so this
+// keeps up with 140k closes per second on each CPU.
+const perfPoll = 25 * time.Millisecond
 
 type perfReader struct {
-	rd    *perf.Reader
-	rec   perf.Record
-	lost  atomic.Uint64
-	drain time.Duration
+	rd   *perf.Reader
+	rec  perf.Record
+	lost atomic.Uint64
 }
 
-// NewPerf reads the perf event array m with perCPU bytes per CPU. A
-// watermark batches wake-ups the way the ring buffer's threshold does.
-func NewPerf(m *ebpf.Map, perCPU int, drain time.Duration) (Reader, error) {
+// NewPerf reads the perf event array m with perCPU bytes per CPU.
+func NewPerf(m *ebpf.Map, perCPU int) (Reader, error) {
 	rd, err := perf.NewReaderWithOptions(m, perCPU, perf.ReaderOptions{Watermark: perCPU / 16})
 	if err != nil {
 		return nil, fmt.Errorf("open perf reader: %w", err)
 	}
-	r := &perfReader{rd: rd, drain: drain}
-	rd.SetDeadline(time.Now().Add(drain))
-	return r, nil
+	rd.SetDeadline(nonBlocking)
+	return &perfReader{rd: rd}, nil
 }
+
+func (r *perfReader) Wait(d time.Duration) { time.Sleep(min(d, perfPoll)) }
 
 func (r *perfReader) Read(ev *Event) error {
 	for {
@@ -117,7 +156,6 @@ func (r *perfReader) Read(ev *Event) error {
 			}
 			return decode(r.rec.RawSample, ev)
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			r.rd.SetDeadline(time.Now().Add(r.drain))
 			return err
 		case errors.Is(err, perf.ErrClosed):
 			return ErrClosed
