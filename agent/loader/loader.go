@@ -325,13 +325,19 @@ func (obs *Observer) Close() error {
 }
 
 // explain turns kernel errors into a cause and a fix.
-func explain(what string, err error) error {
+func explain(what string, err error) error { return explainFor(what, err, os.Geteuid() == 0) }
+
+// explainFor is explain for a process that is root or not. The verifier
+// rejects a program with EACCES too: for root its log is the cause, not
+// privileges.
+func explainFor(what string, err error, root bool) error {
 	var ve *ebpf.VerifierError
+	denied := errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
 	switch {
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+	case errors.As(err, &ve) && (root || !denied):
+		return fmt.Errorf("%s: rejected by this kernel's verifier (unsupported kernel?): %w", what, ve)
+	case denied:
 		return fmt.Errorf("%s: %w: %w", what, ErrPrivileges, err)
-	case errors.As(err, &ve):
-		return fmt.Errorf("%s: rejected by this kernel's verifier (unsupported kernel?): %.400v", what, ve)
 	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("%s: not supported by this kernel (needs Linux 5.10+ with BTF): %w", what, err)
 	}
