@@ -104,10 +104,13 @@ func (t *Table) rollupFor(c *Conn) *Rollup {
 			k.RemoteNamespace, k.RemotePod = ns, pod
 		}
 	}
-	// Consecutive connections mostly share a rollup (one client, one
-	// service): skip the map's hashing of five strings for them.
-	if r := t.lastRollup; r != nil && r.Key == k {
-		return r
+	// Consecutive connections mostly share one of a few rollups (a client
+	// and the service it calls, both ends on one host): skip the map's
+	// hashing of five strings for them.
+	for _, r := range t.recent {
+		if r != nil && r.Key == k {
+			return r
+		}
 	}
 	r := t.rollups[k]
 	if r == nil {
@@ -115,7 +118,8 @@ func (t *Table) rollupFor(c *Conn) *Rollup {
 		r.values = k.Values()
 		t.rollups[k] = r
 	}
-	t.lastRollup = r
+	t.recent[t.nextRecent] = r
+	t.nextRecent = (t.nextRecent + 1) % len(t.recent)
 	return r
 }
 

@@ -34,7 +34,8 @@ type Table struct {
 	lost       map[connKey]*Conn // retired without a close record (rare): a late record completes them
 	order      []*Conn           // closed connections in close order, for eviction
 	rollups    map[RollupKey]*Rollup
-	lastRollup *Rollup
+	recent     [4]*Rollup // the rollups used last, round robin
+	nextRecent int
 	slab       []Conn // Conns are carved from chunks: one allocation per 256 connections
 	series     int
 	flushes    uint64
