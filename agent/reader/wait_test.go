@@ -6,6 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
 )
@@ -45,6 +46,10 @@ func ringWriter(t *testing.T, rb *ebpf.Map, flags int64) *ebpf.Program {
 func newTestRing(t *testing.T) (*ebpf.Map, Reader) {
 	t.Helper()
 	privtest.Require(t)
+	// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
 	rb, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
 	if err != nil {
 		t.Fatal(err)
