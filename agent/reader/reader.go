@@ -123,8 +123,8 @@ func (r *ringReader) Lost() uint64 { return 0 } // the kernel side counts a full
 func (r *ringReader) Close() error { return errors.Join(r.rd.Close(), r.wake.Close()) }
 
 // perfPoll is how often perf buffers are drained: the reader cannot reach the
-// per-CPU fds to wait on them. 1 MiB per CPU holds ~3.5k records, so this
-// keeps up with 140k closes per second on each CPU.
+// per-CPU fds to wait on them. 1 MiB per CPU holds ~3.3k records, so this
+// keeps up with 130k closes per second on each CPU.
 const perfPoll = 25 * time.Millisecond
 
 type perfReader struct {
