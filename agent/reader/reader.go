@@ -31,7 +31,8 @@ var ErrClosed = errors.New("reader closed")
 //
 // No read blocks in a system call: a goroutine blocked in epoll_wait holds
 // its P there, and the Go runtime's sysmon then keeps waking every 20 us to
-// take it back; that was half of the observer's CPU under connection churn.
+// take it back (make bench: the observer's CPU per crr operation went from
+// 1.7 to 0.9 us with this and fewer wake-ups).
 // Read never blocks, and Wait parks the goroutine in Go's own netpoller.
 type Reader interface {
 	// Read fills ev with the next event. It returns os.ErrDeadlineExceeded
@@ -135,6 +136,8 @@ type perfReader struct {
 
 // NewPerf reads the perf event array m with perCPU bytes per CPU.
 func NewPerf(m *ebpf.Map, perCPU int) (Reader, error) {
+	// Nobody waits for the kernel's wake-ups here; the watermark only keeps
+	// it from waking on every record (cilium's default without one).
 	rd, err := perf.NewReaderWithOptions(m, perCPU, perf.ReaderOptions{Watermark: perCPU / 16})
 	if err != nil {
 		return nil, fmt.Errorf("open perf reader: %w", err)
