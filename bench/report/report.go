@@ -190,7 +190,7 @@ func costTable(w io.Writer, f *results.File) {
 	if sc := f.Meta.BPFStatsCost; sc != nil {
 		added = sc.AddedNsPerRun
 	}
-	fmt.Fprintf(w, "## Observer cost\n\n| cell | BPF ns/op | stats ns/op | agent CPU ns/op | peak RSS | map memory | events lost | sampled out |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(w, "## Observer cost\n\n| cell | BPF ns/op | stats ns/op | agent CPU ns/op | agent CPU at rest | peak RSS | map memory | events lost | sampled out |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, c := range okCells(f) {
 		if c.SampleRate == matrix.Off {
 			continue
@@ -199,9 +199,10 @@ func costTable(w io.Writer, f *results.File) {
 		for _, r := range c.RunsPerOp {
 			runs += r
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.1f MiB | %.1f KiB | %.0f | %.0f |\n", c.Label(), c.BPFNsPerOp(), runs*added, c.AgentCPUPerOpNs,
-			float64(c.AgentPeakRSSBytes)/(1<<20), float64(c.MapMemoryBytes)/1024, c.EventsLost, c.EventsSampledOut)
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.2f%% | %.1f MiB | %.1f KiB | %.0f | %.0f |\n", c.Label(), c.BPFNsPerOp(), runs*added, c.AgentCPUPerOpNs,
+			100*c.AgentRestCPUShare, float64(c.AgentPeakRSSBytes)/(1<<20), float64(c.MapMemoryBytes)/1024, c.EventsLost, c.EventsSampledOut)
 	}
+	fmt.Fprintln(w, "\n*Agent CPU at rest*: the observer's CPU time over the settle gap before each observed run (running, no load), as a share of one CPU.")
 	fmt.Fprintln(w)
 }
 

@@ -25,7 +25,8 @@ func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "Cost of the kernel's BPF run-time statistics", "add 34.0 ns to every BPF program run",
-		"crr-64 ringbuf hash rate=1", "`handle_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png"} {
+		"crr-64 ringbuf hash rate=1", "`handle_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png",
+		"| agent CPU at rest |", "| 0.40% |"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report.md lacks %q", want)
 		}

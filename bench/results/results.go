@@ -85,6 +85,8 @@ type Program struct {
 // Probe is what bench saw of the observer during one measured window.
 type Probe struct {
 	AgentCPUNs        int64              `json:"agent_cpu_ns"`
+	AgentRestCPUNs    int64              `json:"agent_rest_cpu_ns"` // during the settle gap before the run: no load
+	RestNs            int64              `json:"rest_ns"`           // that gap's length
 	AgentPeakRSSBytes int64              `json:"agent_peak_rss_bytes"`
 	Programs          []Program          `json:"programs,omitempty"`
 	MapMemlockBytes   int64              `json:"map_memlock_bytes"`
@@ -135,6 +137,7 @@ type Cell struct {
 	EventsLost        float64            `json:"events_lost"`
 	EventsSampledOut  float64            `json:"events_sampled_out"`
 	AgentCPUPerOpNs   float64            `json:"agent_cpu_per_op_ns"`
+	AgentRestCPUShare float64            `json:"agent_rest_cpu_share"` // CPU seconds per second with no load
 	AgentPeakRSSBytes int64              `json:"agent_peak_rss_bytes"`
 	MapMemoryBytes    int64              `json:"map_memory_bytes"`
 	MapEntries        map[string]float64 `json:"map_entries,omitempty"`

@@ -15,6 +15,7 @@ func cellWithProbes() Cell {
 		c.Baseline = append(c.Baseline, Sample{Pair: i, Loadgen: Loadgen{Ops: tput, OpsPerSec: tput}})
 		c.Observed = append(c.Observed, Sample{Pair: i, Loadgen: Loadgen{Ops: tput * 0.9, OpsPerSec: tput * 0.9},
 			Probe: &Probe{AgentCPUNs: int64(tput * 0.9 * 500), AgentPeakRSSBytes: int64(10+i) << 20, EventsLost: 1,
+				AgentRestCPUNs: int64(i+1) * 1e6, RestNs: 500e6, // 2, 4 and 6 ms/s: 4 ms/s over the three gaps
 				Programs: []Program{{Name: "set_state", RunTimeNs: uint64(tput * 0.9 * 4 * 250), RunCount: uint64(tput * 0.9 * 4)}}}})
 	}
 	c.Summarize()
@@ -31,6 +32,9 @@ func TestSummarizeAggregatesProbes(t *testing.T) {
 	}
 	if c.BPFNsPerOp() != 1000 || c.AgentCPUPerOpNs != 500 {
 		t.Errorf("per op: BPF %v, agent %v", c.BPFNsPerOp(), c.AgentCPUPerOpNs)
+	}
+	if d := c.AgentRestCPUShare - 0.004; d > 1e-12 || d < -1e-12 {
+		t.Errorf("CPU at rest %v of a CPU, want 0.004 (total CPU over total rest time)", c.AgentRestCPUShare)
 	}
 	if c.AgentPeakRSSBytes != 12<<20 || c.EventsLost != 3 {
 		t.Errorf("peak RSS %d (max), lost %v (sum)", c.AgentPeakRSSBytes, c.EventsLost)

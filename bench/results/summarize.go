@@ -73,7 +73,7 @@ func (c *Cell) summarizeProbes() {
 	runTime := map[string]uint64{}
 	runs := map[string]uint64{}
 	var ops float64
-	var cpu int64
+	var cpu, restCPU, rest int64
 	c.EventsLost, c.EventsSampledOut, c.AgentPeakRSSBytes, c.MapMemoryBytes = 0, 0, 0, 0
 	for _, s := range c.Observed {
 		ops += s.Loadgen.Ops
@@ -82,6 +82,8 @@ func (c *Cell) summarizeProbes() {
 			continue
 		}
 		cpu += p.AgentCPUNs
+		restCPU += p.AgentRestCPUNs
+		rest += p.RestNs
 		for _, pr := range p.Programs {
 			runTime[pr.Name] += pr.RunTimeNs
 			runs[pr.Name] += pr.RunCount
@@ -107,6 +109,10 @@ func (c *Cell) summarizeProbes() {
 	c.AgentCPUPerOpNs = 0
 	if ops > 0 {
 		c.AgentCPUPerOpNs = float64(cpu) / ops
+	}
+	c.AgentRestCPUShare = 0
+	if rest > 0 {
+		c.AgentRestCPUShare = float64(restCPU) / float64(rest)
 	}
 }
 

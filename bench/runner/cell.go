@@ -111,9 +111,17 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 		defer func() { warnings = append(warnings, obs.stop(m.cfg.Observer.external())...) }()
 	}
 	// the same idle gap before every run of both arms: a run after idle
-	// time is slower here, and the observer's start-up must not decide that
+	// time is slower here, and the observer's start-up must not decide that.
+	// The observer's CPU over the gap is its cost at rest.
+	var rest restWindow
+	if obs != nil {
+		rest.begin(obs)
+	}
 	if err := sleep(ctx, run.Settle.D()); err != nil {
 		return results.Sample{}, warnings, err
+	}
+	if obs != nil {
+		rest.end(obs)
 	}
 	var before snapshot
 	var lg results.Loadgen
@@ -136,6 +144,7 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 		after := obs.snapshot()
 		after.metrics = obs.scrape(ctx)
 		s.Probe = obs.window(before, after)
+		s.Probe.AgentRestCPUNs, s.Probe.RestNs = rest.cpuNs, rest.wallNs
 		if obs.proc.exited() {
 			return s, warnings, fmt.Errorf("observer died during the measured window: %v: %s", obs.proc.exitErr(), lastLine(obs.proc.tail()))
 		}

@@ -152,8 +152,24 @@ type snapshot struct {
 // snapshot reads the observer's CPU time and BPF statistics: cheap, so it
 // can mark the edges of the measured window.
 func (r *runningObserver) snapshot() snapshot {
-	return snapshot{cpuNs: probe.CPUNs(probe.Tree(r.proc.pid())), progs: probe.ProgramStats(r.progIDs)}
+	return snapshot{cpuNs: r.cpuNs(), progs: probe.ProgramStats(r.progIDs)}
 }
+
+// restWindow is the observer's CPU over a stretch with no load.
+type restWindow struct {
+	at            time.Time
+	cpuNs, wallNs int64
+}
+
+func (w *restWindow) begin(r *runningObserver) {
+	w.at, w.cpuNs = time.Now(), r.cpuNs()
+}
+
+func (w *restWindow) end(r *runningObserver) {
+	w.cpuNs, w.wallNs = r.cpuNs()-w.cpuNs, int64(time.Since(w.at))
+}
+
+func (r *runningObserver) cpuNs() int64 { return probe.CPUNs(probe.Tree(r.proc.pid())) }
 
 // scrape reads the observer's /metrics (lost and sampled-out counters). A
 // scrape costs the observer real CPU (every per-connection series is

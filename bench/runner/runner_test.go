@@ -85,6 +85,10 @@ func TestRunWithFakeBinaries(t *testing.T) {
 	if p == nil || !p.Scraped || p.EventsLost != 2 || p.EventsSampledOut != 10 || p.AgentPeakRSSBytes <= 0 {
 		t.Errorf("observed probe %+v", p)
 	}
+	// the observer's rest is measured over the settle gap (10ms in fastProfile)
+	if p != nil && (p.RestNs < int64(10*time.Millisecond) || p.AgentRestCPUNs < 0) {
+		t.Errorf("rest window %d ns, CPU %d ns", p.RestNs, p.AgentRestCPUNs)
+	}
 	if on.EventsLost != 4 || on.MapCapacity["conns"] != 1024 {
 		t.Errorf("cell events_lost %v capacity %v", on.EventsLost, on.MapCapacity)
 	}
