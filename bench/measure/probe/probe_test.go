@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -76,6 +78,35 @@ func TestProcReadsThisProcess(t *testing.T) {
 	if objs := HeldObjects(pids); len(objs.ProgIDs) != 0 || objs.MapMemlock() != 0 {
 		t.Errorf("test process holds BPF objects? %+v", objs)
 	}
+}
+
+// TestCPUNsIsPrecise: CPU time agrees with the kernel's own account of this
+// process (getrusage) to a millisecond, which the 10 ms ticks of
+// /proc/<pid>/stat cannot.
+func TestCPUNsIsPrecise(t *testing.T) {
+	if _, ok := runNs(os.Getpid()); !ok {
+		t.Skip("this kernel keeps no schedstat (CONFIG_SCHED_INFO): CPU time falls back to 10 ms ticks")
+	}
+	runtime.LockOSThread() // one busy thread; the others stay asleep
+	defer runtime.UnlockOSThread()
+	pids := []int{os.Getpid()}
+	for i := 0; i < 5; i++ {
+		r0, c0 := rusageNs(t), CPUNs(pids)
+		for rusageNs(t)-r0 < 3e6 { // burn 3 ms
+		}
+		r1, c1 := rusageNs(t), CPUNs(pids)
+		if d := (c1 - c0) - (r1 - r0); d > 1e6 || d < -1e6 {
+			t.Fatalf("CPUNs moved %.2f ms while getrusage moved %.2f ms", float64(c1-c0)/1e6, float64(r1-r0)/1e6)
+		}
+	}
+}
+
+func rusageNs(t *testing.T) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 func TestParseFDInfo(t *testing.T) {

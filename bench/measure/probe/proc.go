@@ -65,15 +65,42 @@ func readStat(pid int) (procStat, error) {
 	return st, nil
 }
 
-// CPUNs is the user+system CPU time the processes have used, in ns.
+// CPUNs is the CPU time the processes' threads have run, in ns: from each
+// thread's schedstat (nanoseconds), or from utime+stime (10 ms ticks, and
+// sampled at the tick) where the kernel keeps no schedstat. A half-second
+// window of an observer at rest holds less than one tick.
 func CPUNs(pids []int) int64 {
-	var ticks int64
+	var ns int64
 	for _, p := range pids {
-		if st, err := readStat(p); err == nil {
-			ticks += st.utime + st.stime
+		if n, ok := runNs(p); ok {
+			ns += n
+		} else if st, err := readStat(p); err == nil {
+			ns += (st.utime + st.stime) * (1e9 / clockTick)
 		}
 	}
-	return ticks * (1e9 / clockTick)
+	return ns
+}
+
+// runNs sums the time on CPU (schedstat's first field) of pid's live threads.
+func runNs(pid int) (int64, bool) {
+	paths, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var total int64
+	found := false
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread exited
+		}
+		f := strings.Fields(string(data))
+		if len(f) == 0 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			total += n
+			found = true
+		}
+	}
+	return total, found
 }
 
 // PeakRSS is the sum of the processes' peak resident set sizes (VmHWM), bytes.
