@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // clockTick is USER_HZ, the unit of utime/stime in /proc/<pid>/stat; it is
@@ -65,14 +67,15 @@ func readStat(pid int) (procStat, error) {
 	return st, nil
 }
 
-// CPUNs is the CPU time the processes' threads have run, in ns: from each
-// thread's schedstat (nanoseconds), or from utime+stime (10 ms ticks, and
-// sampled at the tick) where the kernel keeps no schedstat. A half-second
-// window of an observer at rest holds less than one tick.
+// CPUNs is the CPU time the processes have used, in ns: from each process's
+// CPU-time clock (the scheduler's own nanosecond account, threads that
+// exited included, up to date even for a thread running now), or from
+// utime+stime (10 ms ticks, sampled at the tick) where that clock cannot be
+// read. A half-second window of an observer at rest holds less than a tick.
 func CPUNs(pids []int) int64 {
 	var ns int64
 	for _, p := range pids {
-		if n, ok := runNs(p); ok {
+		if n, err := processCPUNs(p); err == nil {
 			ns += n
 		} else if st, err := readStat(p); err == nil {
 			ns += (st.utime + st.stime) * (1e9 / clockTick)
@@ -81,26 +84,15 @@ func CPUNs(pids []int) int64 {
 	return ns
 }
 
-// runNs sums the time on CPU (schedstat's first field) of pid's live threads.
-func runNs(pid int) (int64, bool) {
-	paths, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	var total int64
-	found := false
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue // the thread exited
-		}
-		f := strings.Fields(string(data))
-		if len(f) == 0 {
-			continue
-		}
-		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-			total += n
-			found = true
-		}
+// processCPUNs reads pid's CPU-time clock (clock_getcpuclockid(3): the
+// kernel encodes a process clock as ~pid << 3 | CPUCLOCK_SCHED).
+func processCPUNs(pid int) (int64, error) {
+	const cpuclockSched = 2
+	var ts unix.Timespec
+	if err := unix.ClockGettime(int32(^pid<<3|cpuclockSched), &ts); err != nil {
+		return 0, err
 	}
-	return total, found
+	return ts.Nano(), nil
 }
 
 // PeakRSS is the sum of the processes' peak resident set sizes (VmHWM), bytes.
