@@ -40,9 +40,9 @@ var Version = "dev"
 // drainInterval bounds how long a close record may wait in the transport
 // when too few arrive to trigger a wake-up: at most half the flush interval,
 // so a record lands before the second flush that misses its socket (which
-// would otherwise retire it as lost). Every wake-up costs a context switch
-// and a few more of the Go runtime's sysmon: at rest the observer used 4 ms
-// of CPU per second with a 100 ms timer and 1.5 ms with 500 ms.
+// would otherwise retire it as lost). No shorter: every wake-up costs a
+// context switch and a few more of the Go runtime's sysmon, at rest too
+// (TestRestingObserverSleeps; make bench reports the CPU at rest).
 func drainInterval(flush time.Duration) time.Duration { return min(500*time.Millisecond, flush/2) }
 
 // statNames index the kernel's per-CPU counters (enum stat_idx in tcpobs.h).
