@@ -114,14 +114,15 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 	// time is slower here, and the observer's start-up must not decide that.
 	// The observer's CPU over the gap is its cost at rest.
 	var rest restWindow
+	var restCPU, restWall int64
 	if obs != nil {
-		rest.begin(obs)
+		rest = obs.beginRest()
 	}
 	if err := sleep(ctx, run.Settle.D()); err != nil {
 		return results.Sample{}, warnings, err
 	}
 	if obs != nil {
-		rest.end(obs)
+		restCPU, restWall = obs.endRest(rest)
 	}
 	var before snapshot
 	var lg results.Loadgen
@@ -144,7 +145,7 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string, obs
 		after := obs.snapshot()
 		after.metrics = obs.scrape(ctx)
 		s.Probe = obs.window(before, after)
-		s.Probe.AgentRestCPUNs, s.Probe.RestNs = rest.cpuNs, rest.wallNs
+		s.Probe.AgentRestCPUNs, s.Probe.RestNs = restCPU, restWall
 		if obs.proc.exited() {
 			return s, warnings, fmt.Errorf("observer died during the measured window: %v: %s", obs.proc.exitErr(), lastLine(obs.proc.tail()))
 		}

@@ -155,18 +155,18 @@ func (r *runningObserver) snapshot() snapshot {
 	return snapshot{cpuNs: r.cpuNs(), progs: probe.ProgramStats(r.progIDs)}
 }
 
-// restWindow is the observer's CPU over a stretch with no load.
+// restWindow is a stretch with no load: when it began and the observer's
+// CPU time then.
 type restWindow struct {
-	at            time.Time
-	cpuNs, wallNs int64
+	at    time.Time
+	cpuNs int64
 }
 
-func (w *restWindow) begin(r *runningObserver) {
-	w.at, w.cpuNs = time.Now(), r.cpuNs()
-}
+func (r *runningObserver) beginRest() restWindow { return restWindow{time.Now(), r.cpuNs()} }
 
-func (w *restWindow) end(r *runningObserver) {
-	w.cpuNs, w.wallNs = r.cpuNs()-w.cpuNs, int64(time.Since(w.at))
+// endRest returns the observer's CPU time since w began, and the wall time.
+func (r *runningObserver) endRest(w restWindow) (cpuNs, wallNs int64) {
+	return r.cpuNs() - w.cpuNs, int64(time.Since(w.at))
 }
 
 func (r *runningObserver) cpuNs() int64 { return probe.CPUNs(probe.Tree(r.proc.pid())) }
