@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
 )
 
 // Config is every setting of bin/ebpf-net-obs. The yaml key of each field is
@@ -30,7 +32,9 @@ type Config struct {
 	MaxConnectionSeries int           `yaml:"max-connection-series"` // cap on per-connection series; the rest counts in rollups
 	RingbufBytes        uint32        `yaml:"ringbuf-bytes"`         // ring buffer size
 	PerfBufferBytes     int           `yaml:"perf-buffer-bytes"`     // perf buffer size per CPU
-	BPFStats            bool          `yaml:"bpf-stats"`             // enable kernel BPF run-time statistics
+	BPFStats            runstats.Mode `yaml:"bpf-stats"`             // kernel BPF run-time statistics: sampled | on | off
+	BPFStatsWindow      time.Duration `yaml:"bpf-stats-window"`      // sampled: statistics on for this long ...
+	BPFStatsPeriod      time.Duration `yaml:"bpf-stats-period"`      // ... once in every period
 	OTLPEndpoint        string        `yaml:"otlp-endpoint"`         // push OTLP metrics here when set
 	OTLPInterval        time.Duration `yaml:"otlp-interval"`         // OTLP push period
 	CgroupPath          string        `yaml:"cgroup-path"`           // cgroup v2 dir for sock_ops ("" = the mount)
@@ -53,7 +57,9 @@ func Default() Config {
 		MaxConnectionSeries: 10000,
 		RingbufBytes:        4 << 20,
 		PerfBufferBytes:     1 << 20,
-		BPFStats:            true,
+		BPFStats:            runstats.Sampled,
+		BPFStatsWindow:      time.Second,
+		BPFStatsPeriod:      10 * time.Second,
 		OTLPInterval:        10 * time.Second,
 		PodLogDir:           "/var/log/pods",
 		LogLevel:            "info",
@@ -124,7 +130,9 @@ func (c *Config) bind(fs *flag.FlagSet) {
 		return parseUint32(s, &c.RingbufBytes)
 	})
 	fs.IntVar(&c.PerfBufferBytes, "perf-buffer-bytes", c.PerfBufferBytes, "perf buffer size per CPU")
-	fs.BoolVar(&c.BPFStats, "bpf-stats", c.BPFStats, "enable the kernel's BPF run-time statistics (costs a clock read per program run)")
+	fs.Var(&c.BPFStats, "bpf-stats", "the kernel's BPF run-time statistics (two clock reads per program run while on): sampled (on for --bpf-stats-window in every --bpf-stats-period, totals scaled up), on (exact), off")
+	fs.DurationVar(&c.BPFStatsWindow, "bpf-stats-window", c.BPFStatsWindow, "with --bpf-stats=sampled: how long the statistics stay on in each period")
+	fs.DurationVar(&c.BPFStatsPeriod, "bpf-stats-period", c.BPFStatsPeriod, "with --bpf-stats=sampled: one window in every period, at a random offset")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "push OTLP/HTTP metrics to this URL (e.g. http://collector:4318)")
 	fs.DurationVar(&c.OTLPInterval, "otlp-interval", c.OTLPInterval, "OTLP push period")
 	fs.StringVar(&c.CgroupPath, "cgroup-path", c.CgroupPath, "cgroup v2 directory the sock_ops program attaches to (default: the cgroup2 mount)")
@@ -192,6 +200,14 @@ func (c *Config) Validate() error {
 	}
 	if c.PerfBufferBytes < 4096 {
 		bad("perf-buffer-bytes", "%d must be at least 4096", c.PerfBufferBytes)
+	}
+	if m, err := runstats.ParseMode(string(c.BPFStats)); err != nil {
+		bad("bpf-stats", "%q: %v", c.BPFStats, err)
+	} else {
+		c.BPFStats = m // a YAML file may say true or false
+	}
+	if c.BPFStats == runstats.Sampled && (c.BPFStatsWindow < 10*time.Millisecond || c.BPFStatsWindow >= c.BPFStatsPeriod) {
+		bad("bpf-stats-window", "%s must be at least 10ms and shorter than --bpf-stats-period (%s)", c.BPFStatsWindow, c.BPFStatsPeriod)
 	}
 	if c.OTLPEndpoint != "" && !strings.HasPrefix(c.OTLPEndpoint, "http://") && !strings.HasPrefix(c.OTLPEndpoint, "https://") {
 		bad("otlp-endpoint", "%q must be an http:// or https:// URL", c.OTLPEndpoint)

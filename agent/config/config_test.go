@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
 )
 
 func oneLine(t *testing.T, err error) {
@@ -134,7 +136,7 @@ log-level: debug
 	want := Default()
 	want.Transport, want.MapType, want.SampleRate, want.MaxConnections = "perf", "lru_percpu_hash", 10, 1024
 	want.FlushInterval, want.CloseRetention, want.RingbufBytes = 250*time.Millisecond, 45*time.Second, 8192
-	want.BPFStats, want.OTLPEndpoint, want.LogLevel = false, "https://collector:4318", "debug"
+	want.BPFStats, want.OTLPEndpoint, want.LogLevel = runstats.Off, "https://collector:4318", "debug"
 	if c != want {
 		t.Errorf("from file\n got %+v\nwant %+v", c, want)
 	}

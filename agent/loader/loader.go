@@ -31,7 +31,6 @@ type Options struct {
 	MaxConnections uint32       // capacity of the connection-state map
 	SampleRate     uint32       // keep 1 in N per-ACK samples
 	CgroupPath     string       // cgroup v2 dir for sock_ops; "" finds the mount
-	BPFStats       bool         // enable the kernel's run-time statistics
 	// RawTracepoint skips the tp_btf lifecycle program and uses its raw
 	// tracepoint twin, as kernels without tp_btf do (tests cover both).
 	RawTracepoint bool
@@ -66,7 +65,6 @@ type Observer struct {
 	TPBTF    bool              // set_state runs as tp_btf (typed socket loads)
 	Disabled map[string]string // feature -> why it is off
 	links    []link.Link
-	stats    io.Closer
 	// live refreshes open connections' counters from their sockets (nil:
 	// the per-ACK callback keeps them, on per-CPU maps or before 5.13).
 	live *ebpf.Program
@@ -116,12 +114,6 @@ func (obs *Observer) start() error {
 			return explain("load conns_live", err)
 		}
 		obs.live = live.P
-	}
-	if obs.Opts.BPFStats {
-		// Costs a clock read per program run; the bench measures how much.
-		if obs.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
-			obs.Disabled["bpf_stats"] = fmt.Sprintf("BPF_ENABLE_STATS failed: %v (needs 5.8)", err)
-		}
 	}
 	return obs.attach()
 }
@@ -315,10 +307,6 @@ func (obs *Observer) Close() error {
 	if obs.live != nil {
 		errs = append(errs, obs.live.Close())
 		obs.live = nil
-	}
-	if obs.stats != nil {
-		errs = append(errs, obs.stats.Close())
-		obs.stats = nil
 	}
 	errs = append(errs, obs.Objs.Close())
 	return errors.Join(errs...)

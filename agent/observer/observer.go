@@ -30,6 +30,7 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/loader"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/procscan"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/reader"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
 )
@@ -56,6 +57,7 @@ type Observer struct {
 	cfg      config.Config
 	log      *slog.Logger
 	kern     *loader.Observer
+	runStats *runstats.Reader
 	events   reader.Reader
 	conns    *reader.ConnMap
 	Table    *conntrack.Table
@@ -113,12 +115,18 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 	kern, err := loader.Load(loader.Options{
 		Ringbuf: cfg.Transport == "ringbuf", RingbufBytes: cfg.RingbufBytes,
 		ConnMapType: ob.mapType, MaxConnections: cfg.MaxConnections,
-		SampleRate: cfg.SampleRate, CgroupPath: cfg.CgroupPath, BPFStats: cfg.BPFStats, Log: log,
+		SampleRate: cfg.SampleRate, CgroupPath: cfg.CgroupPath, Log: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	ob.kern = kern
+	ob.runStats, err = runstats.New(kern.Programs(), runstats.Options{
+		Mode: cfg.BPFStats, Window: cfg.BPFStatsWindow, Period: cfg.BPFStatsPeriod})
+	if err != nil {
+		kern.Disabled["bpf_stats"] = err.Error()
+		log.Warn("BPF run times not measured (ebpf_net_obs_bpf_program_run_seconds_total stays 0)", "err", err)
+	}
 	ob.seedListeners()
 	// Loading parsed the kernel's BTF (tens of MiB of garbage now): collect
 	// it before the observer reports healthy, not while it observes.
@@ -211,9 +219,16 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); errc <- ob.readLoop() }()
 	go func() { defer wg.Done(); ob.flushLoop(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := ob.runStats.Run(ctx); err != nil {
+			// Not fatal: the connections are still observed.
+			ob.log.Warn("BPF run-time statistics stopped", "err", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -333,7 +348,9 @@ func (ob *Observer) KernelCounters() (map[string]uint64, error) {
 	return out, nil
 }
 
-func (ob *Observer) Programs() map[string]*ebpf.Program { return ob.kern.Programs() }
+func (ob *Observer) RunStats() (map[string]runstats.Totals, time.Duration, error) {
+	return ob.runStats.Read()
+}
 
 func (ob *Observer) ConnMapFill() (int, uint32) {
 	return int(ob.entries.Load()), ob.cfg.MaxConnections
@@ -348,7 +365,7 @@ func (ob *Observer) UserCounters() map[string]uint64 {
 }
 
 func (ob *Observer) Features() map[string]bool {
-	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats, "percpu_merge": true, "tp_btf": true, "live_from_sockets": true}
+	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats != runstats.Off, "percpu_merge": true, "tp_btf": true, "live_from_sockets": true}
 	for f := range ob.kern.Disabled {
 		out[f] = false
 	}
@@ -365,6 +382,9 @@ func (ob *Observer) Close() error {
 	ob.closeEvents()
 	ob.kernMu.Lock()
 	defer ob.kernMu.Unlock()
+	if ob.runStats != nil {
+		errs = append(errs, ob.runStats.Close())
+	}
 	if ob.kern != nil {
 		errs = append(errs, ob.kern.Close())
 		ob.kern = nil

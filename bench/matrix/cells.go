@@ -14,7 +14,7 @@ type Cell struct {
 	Transport  string     `json:"transport"`
 	MapType    string     `json:"map_type"`
 	SampleRate SampleRate `json:"sample_rate"`
-	BPFStats   bool       `json:"bpf_stats"`
+	BPFStats   Stats      `json:"bpf_stats"`
 }
 
 // Observed reports whether the cell's B arm runs an observer.
@@ -24,8 +24,8 @@ func (c Cell) Observed() bool { return c.SampleRate != Off }
 // kernel so results from two kernels can be matched.
 func (c Cell) Key() string {
 	k := fmt.Sprintf("%s/%s/%s/rate=%s", c.Workload.Name, c.Transport, c.MapType, c.SampleRate)
-	if !c.BPFStats {
-		k += "/bpf_stats=false"
+	if c.BPFStats != StatsSampled {
+		k += "/bpf_stats=" + string(c.BPFStats)
 	}
 	return k
 }
@@ -38,7 +38,7 @@ func (p *Profile) Cells() []Cell {
 	for _, g := range p.Groups {
 		stats := g.BPFStats
 		if len(stats) == 0 {
-			stats = []bool{true}
+			stats = []Stats{StatsSampled}
 		}
 		for _, w := range g.Workloads {
 			for _, t := range g.Transports {
@@ -47,7 +47,7 @@ func (p *Profile) Cells() []Cell {
 						for _, s := range stats {
 							c := Cell{Workload: p.Workloads[w], Transport: t, MapType: m, SampleRate: r, BPFStats: s}
 							if r == Off {
-								c.Transport, c.MapType, c.BPFStats = None, None, true
+								c.Transport, c.MapType, c.BPFStats = None, None, StatsSampled
 							}
 							if !seen[c.Key()] {
 								seen[c.Key()] = true

@@ -33,14 +33,14 @@ func TestQuickCoversTheBrief(t *testing.T) {
 		"crr-64/none/none/rate=off", "crr-64/ringbuf/hash/rate=1", "crr-64/ringbuf/hash/rate=10",
 		"crr-64/ringbuf/hash/rate=100", "crr-64/perf/hash/rate=1", "crr-64/ringbuf/lru_hash/rate=1",
 		"crr-64/ringbuf/percpu_hash/rate=1", "crr-64/ringbuf/lru_percpu_hash/rate=1",
-		"crr-64/ringbuf/hash/rate=1/bpf_stats=false", "rr-64/ringbuf/hash/rate=1", "stream-64k/ringbuf/hash/rate=1",
+		"crr-64/ringbuf/hash/rate=1/bpf_stats=on", "crr-64/ringbuf/hash/rate=1/bpf_stats=off", "rr-64/ringbuf/hash/rate=1", "stream-64k/ringbuf/hash/rate=1",
 	} {
 		if !keys[want] {
 			t.Errorf("quick lacks %s", want)
 		}
 	}
-	if len(keys) != 11 {
-		t.Errorf("quick has %d cells, want 11 (the time budget assumes it)", len(keys))
+	if len(keys) != 12 {
+		t.Errorf("quick has %d cells, want 12 (the time budget assumes it)", len(keys))
 	}
 }
 
@@ -50,13 +50,13 @@ run: {duration: 1s, pairs: 1}
 workloads: {w: {mode: crr, size: 64, concurrency: 1}}
 groups:
   - {workloads: [w], transports: [ringbuf, perf], map_types: [hash, lru_hash], sample_rates: ["off", 1]}
-  - {workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1], bpf_stats: [true, false]}
+  - {workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1], bpf_stats: [sampled, false]}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cells := p.Cells()
-	// 1 off + 2x2 observed + 1 bpf_stats=false
+	// 1 off + 2x2 observed (sampled, the default) + 1 bpf_stats=off (false, as older profiles say)
 	if len(cells) != 6 {
 		for _, c := range cells {
 			t.Log(c.Key())

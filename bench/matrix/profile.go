@@ -128,7 +128,7 @@ type Group struct {
 	Transports  []string     `yaml:"transports"`
 	MapTypes    []string     `yaml:"map_types"`
 	SampleRates []SampleRate `yaml:"sample_rates"`
-	BPFStats    []bool       `yaml:"bpf_stats"` // empty = [true], the observer's default
+	BPFStats    []Stats      `yaml:"bpf_stats"` // empty = [sampled], the observer's default
 }
 
 // Profile is a parsed, validated bench matrix.

@@ -90,7 +90,7 @@ func BPFCost(f *results.File, dir string) ([]Figure, error) {
 	if err := save(p, dir, name, figWidth(len(cells))); err != nil {
 		return nil, err
 	}
-	return []Figure{{name, "Mean BPF run time per program invocation, by configuration (bpf_stats=off cells have none)"}}, nil
+	return []Figure{{name, "Mean BPF run time per program invocation, by configuration (only bpf_stats=on cells are timed)"}}, nil
 }
 
 // AgentCPU draws the observer's cost per loadgen operation: user-space
@@ -105,7 +105,7 @@ func AgentCPU(f *results.File, dir string) ([]Figure, error) {
 		values[0] = append(values[0], c.AgentCPUPerOpNs)
 		values[1] = append(values[1], c.BPFNsPerOp())
 	}
-	p := newPlot("Observer cost per operation", "", "ns per loadgen operation")
+	p := newPlot("Observer cost per operation", "", "ns per loadgen operation (BPF: bpf_stats=on cells only)")
 	if err := groupedBars(p, []string{"agent CPU (utime+stime)", "BPF programs (run time)"}, values); err != nil {
 		return nil, err
 	}

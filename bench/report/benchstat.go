@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
 )
 
@@ -28,8 +29,8 @@ func WriteBenchstat(w io.Writer, f *results.File, config string) error {
 			continue
 		}
 		name := fmt.Sprintf("BenchmarkOverhead/workload=%s/transport=%s/map=%s/rate=%s", c.Workload, c.Transport, c.MapType, c.SampleRate)
-		if !c.BPFStats {
-			name += "/bpf_stats=false"
+		if c.BPFStats != matrix.StatsSampled {
+			name += "/bpf_stats=" + string(c.BPFStats)
 		}
 		for _, arm := range []struct {
 			name    string

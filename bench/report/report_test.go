@@ -24,7 +24,7 @@ func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "Cost of the kernel's BPF run-time statistics", "add 34.0 ns to every BPF program run",
+	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "BPF run-time statistics on (crr-64 ringbuf hash rate=1)", "add 34.0 ns to every BPF program run",
 		"crr-64 ringbuf hash rate=1", "`handle_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png",
 		"| agent CPU at rest |", "| 0.40% |"} {
 		if !bytes.Contains(md, []byte(want)) {

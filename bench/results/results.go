@@ -114,7 +114,7 @@ type Cell struct {
 	Transport    string            `json:"transport"`
 	MapType      string            `json:"map_type"`
 	SampleRate   matrix.SampleRate `json:"sample_rate"`
-	BPFStats     bool              `json:"bpf_stats"`
+	BPFStats     matrix.Stats      `json:"bpf_stats"`
 	Kernel       string            `json:"kernel"`
 	Status       string            `json:"status"` // ok | failed
 	Error        string            `json:"error,omitempty"`
@@ -156,8 +156,8 @@ func (c *Cell) Label() string {
 	if c.SampleRate == matrix.Off {
 		s = fmt.Sprintf("%s no observer (A/A)", c.Workload)
 	}
-	if !c.BPFStats {
-		s += " bpf_stats=off"
+	if c.BPFStats != matrix.StatsSampled {
+		s += " bpf_stats=" + string(c.BPFStats)
 	}
 	return s
 }

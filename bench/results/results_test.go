@@ -9,7 +9,7 @@ import (
 )
 
 func cellWithProbes() Cell {
-	c := Cell{Key: "crr-64/ringbuf/hash/rate=1", Workload: "crr-64", Status: "ok", SampleRate: 1, BPFStats: true,
+	c := Cell{Key: "crr-64/ringbuf/hash/rate=1", Workload: "crr-64", Status: "ok", SampleRate: 1, BPFStats: matrix.StatsSampled,
 		WorkloadSpec: matrix.Workload{Name: "crr-64", Mode: "crr"}}
 	for i, tput := range []float64{1000, 1100, 900} {
 		c.Baseline = append(c.Baseline, Sample{Pair: i, Loadgen: Loadgen{Ops: tput, OpsPerSec: tput}})

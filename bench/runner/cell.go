@@ -37,8 +37,8 @@ func newCell(c matrix.Cell) results.Cell {
 		MapType: c.MapType, SampleRate: c.SampleRate, BPFStats: c.BPFStats, Kernel: Kernel(),
 		Start: time.Now().UTC(), Status: statusPartial, Baseline: []results.Sample{}, Observed: []results.Sample{},
 	}
-	if !c.BPFStats && probe.StatsSysctl() == "1" {
-		rc.Warnings = append(rc.Warnings, "kernel.bpf_stats_enabled=1 system-wide: this bpf_stats=false cell still pays for statistics")
+	if c.Observed() && c.BPFStats != matrix.StatsOn && probe.StatsSysctl() == "1" {
+		rc.Warnings = append(rc.Warnings, "kernel.bpf_stats_enabled=1 system-wide: this bpf_stats="+string(c.BPFStats)+" cell pays for statistics all the time")
 	}
 	return rc
 }
@@ -160,8 +160,8 @@ func (m *measurer) progress(c matrix.Cell, pair int, observedArm bool) {
 		eta = (per * time.Duration(m.total-m.done)).Round(time.Second).String()
 	}
 	stats := ""
-	if !c.BPFStats {
-		stats = " bpf_stats=false"
+	if c.BPFStats != matrix.StatsSampled {
+		stats = " bpf_stats=" + string(c.BPFStats)
 	}
 	fmt.Fprintf(m.cfg.Log, "[cell %d/%d] %s %s %s rate=%s%s pair %d/%d %s … ETA %s\n",
 		m.cellIndex, m.cellCount, c.Workload.Name, c.Transport, c.MapType, c.SampleRate, stats,

@@ -29,7 +29,9 @@ func requireBinary(t *testing.T, name string) string {
 
 // TestEndToEndRealLoadgen runs a tiny profile against the real bin/loadgen
 // and testdata/fakeobserver, which attaches a real BPF program when root:
-// then the kernel's run counts must show up as runs per operation.
+// then the kernel's run counts must show up as runs per operation in the
+// bpf_stats=on cell, and not at all in the sampled one (bench must neither
+// hold the statistics on there nor read counters that move in windows only).
 func TestEndToEndRealLoadgen(t *testing.T) {
 	loadgen := requireBinary(t, "loadgen")
 	obs := filepath.Join(t.TempDir(), "fakeobserver")
@@ -40,7 +42,7 @@ func TestEndToEndRealLoadgen(t *testing.T) {
 run: {duration: 500ms, warmup: 200ms, settle: 100ms, pairs: 2, health_timeout: 20s}
 workloads: {crr-64: {mode: crr, size: 64, concurrency: 1}}
 groups:
-  - {workloads: [crr-64], transports: [ringbuf], map_types: [hash], sample_rates: [1]}
+  - {workloads: [crr-64], transports: [ringbuf], map_types: [hash], sample_rates: [1], bpf_stats: [sampled, "on"]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +59,9 @@ groups:
 	if _, err := results.Load(out); err != nil {
 		t.Fatal(err)
 	}
+	if len(f.Cells) != 2 {
+		t.Fatalf("%d cells, want the sampled and the on cell", len(f.Cells))
+	}
 	for _, c := range f.Cells {
 		if !c.OK() || c.BaselineThroughput.Median <= 0 || c.ObservedThroughput.Median <= 0 {
 			t.Errorf("%s: %s %s, throughput %v/%v", c.Key, c.Status, c.Error, c.BaselineThroughput.Median, c.ObservedThroughput.Median)
@@ -64,7 +69,10 @@ groups:
 		if c.AgentPeakRSSBytes <= 0 {
 			t.Errorf("%s: no agent RSS", c.Key)
 		}
-		if os.Geteuid() == 0 && c.WorkloadSpec.Mode == "crr" && c.RunsPerOp["fake_state"] < 1 {
+		if c.BPFStats == matrix.StatsSampled && len(c.RunsPerOp)+len(c.BPFNsPerRun) > 0 {
+			t.Errorf("%s: BPF runs per op %v, ns per run %v: timed in a sampled cell", c.Key, c.RunsPerOp, c.BPFNsPerRun)
+		}
+		if os.Geteuid() == 0 && c.BPFStats == matrix.StatsOn && c.RunsPerOp["fake_state"] < 1 {
 			t.Errorf("%s: BPF runs per op %v: the fake observer's tracepoint program was not measured (warnings %v)", c.Key, c.RunsPerOp, c.Warnings)
 		}
 	}

@@ -44,6 +44,9 @@ type runningObserver struct {
 	warnings   []string
 	scrapes    bool
 	identified string // how its programs were told apart from others'
+	// timesPrograms: the statistics are on throughout the cell's runs, so
+	// the programs' run time per window is measured
+	timesPrograms bool
 }
 
 func startObserver(ctx context.Context, o Observer, c matrix.Cell, timeout time.Duration) (*runningObserver, error) {
@@ -52,9 +55,12 @@ func startObserver(ctx context.Context, o Observer, c matrix.Cell, timeout time.
 	if err != nil {
 		r.warnings = append(r.warnings, fmt.Sprintf("list BPF programs: %v (run as root for BPF run times)", err))
 	}
-	if c.BPFStats {
+	r.timesPrograms = c.BPFStats.TimesPrograms() || (o.external() && c.BPFStats != matrix.StatsOff)
+	if r.timesPrograms {
 		// enabled by bench too, so an observer that does not enable the
-		// statistics itself is still measured; the kernel counts references
+		// statistics itself is still measured; the kernel counts references.
+		// Not in sampled cells of our observer: there they are on only in
+		// its own windows, and holding them would add their full cost.
 		if r.stats, err = probe.EnableStats(); err != nil {
 			r.warnings = append(r.warnings, fmt.Sprintf("enable BPF stats: %v (no BPF run times)", err))
 		}
@@ -67,13 +73,13 @@ func startObserver(ctx context.Context, o Observer, c matrix.Cell, timeout time.
 	r.baseURL = "http://" + addr
 	if o.external() {
 		line := strings.NewReplacer("{transport}", c.Transport, "{map_type}", c.MapType,
-			"{sample_rate}", c.SampleRate.String(), "{bpf_stats}", strconv.FormatBool(c.BPFStats),
+			"{sample_rate}", c.SampleRate.String(), "{bpf_stats}", string(c.BPFStats),
 			"{listen}", addr).Replace(o.Cmd)
 		r.proc, err = startCmd(exec.CommandContext(ctx, "sh", "-c", line))
 	} else {
 		r.proc, err = start(ctx, o.Bin, []string{"--listen-address", addr, "--transport", c.Transport,
 			"--map-type", c.MapType, "--sample-rate", c.SampleRate.String(),
-			"--bpf-stats=" + strconv.FormatBool(c.BPFStats)})
+			"--bpf-stats=" + string(c.BPFStats)})
 	}
 	if err != nil {
 		r.closeStats()
@@ -152,7 +158,11 @@ type snapshot struct {
 // snapshot reads the observer's CPU time and BPF statistics: cheap, so it
 // can mark the edges of the measured window.
 func (r *runningObserver) snapshot() snapshot {
-	return snapshot{cpuNs: r.cpuNs(), progs: probe.ProgramStats(r.progIDs)}
+	s := snapshot{cpuNs: r.cpuNs()}
+	if r.timesPrograms {
+		s.progs = probe.ProgramStats(r.progIDs)
+	}
+	return s
 }
 
 // restWindow is a stretch with no load: when it began and the observer's

@@ -31,7 +31,7 @@ func Choose(f *results.File, budget float64, workload string) (Choice, error) {
 	var cands []*results.Cell
 	for i := range f.Cells {
 		c := &f.Cells[i]
-		if c.OK() && c.SampleRate != matrix.Off && c.BPFStats && (workload == "" || c.Workload == workload || c.WorkloadSpec.Mode == workload) {
+		if c.OK() && c.SampleRate != matrix.Off && c.BPFStats == matrix.StatsSampled && (workload == "" || c.Workload == workload || c.WorkloadSpec.Mode == workload) {
 			cands = append(cands, c)
 		}
 	}
@@ -88,8 +88,12 @@ func Print(w io.Writer, ch Choice, all []*results.Cell) {
 		int(c.SampleRate), c.ThroughputOverheadPct, c.CILow, c.CIHigh, c.Workload, ch.Budget)
 	fmt.Fprintf(w, "  confidence: %.0f%% of bootstrap resamples put the median overhead within budget; the CI's upper bound is %.1f points below it\n",
 		100*ch.Confidence, ch.Budget-c.CIHigh)
-	fmt.Fprintf(w, "  cost: %.0f ns BPF + %.0f ns agent CPU per operation, %.1f MiB peak RSS, %.0f events lost\n",
-		c.BPFNsPerOp(), c.AgentCPUPerOpNs, float64(c.AgentPeakRSSBytes)/(1<<20), c.EventsLost)
+	bpf := "BPF not timed (statistics sampled)"
+	if len(c.RunsPerOp) > 0 {
+		bpf = fmt.Sprintf("%.0f ns BPF", c.BPFNsPerOp())
+	}
+	fmt.Fprintf(w, "  cost: %s + %.0f ns agent CPU per operation, %.1f MiB peak RSS, %.0f events lost\n",
+		bpf, c.AgentCPUPerOpNs, float64(c.AgentPeakRSSBytes)/(1<<20), c.EventsLost)
 	if len(c.Observed) < stats.MinSignificant {
 		fmt.Fprintf(w, "  caution: only %d pairs measured; run the quick or full profile before acting on this\n", len(c.Observed))
 	}
@@ -106,7 +110,7 @@ func Cheapest(f *results.File, workload string) []*results.Cell {
 	var out []*results.Cell
 	for i := range f.Cells {
 		c := &f.Cells[i]
-		if c.OK() && c.SampleRate != matrix.Off && c.BPFStats && (workload == "" || c.Workload == workload || c.WorkloadSpec.Mode == workload) {
+		if c.OK() && c.SampleRate != matrix.Off && c.BPFStats == matrix.StatsSampled && (workload == "" || c.Workload == workload || c.WorkloadSpec.Mode == workload) {
 			out = append(out, c)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results/resultstest"
 )
 
@@ -26,7 +27,7 @@ func TestChoosesHighestFidelityWithinBudget(t *testing.T) {
 			t.Errorf("budget %v: chose %v, want rate %d", tc.budget, ch.Best, tc.rate)
 			continue
 		}
-		if ch.Best.Workload != "crr-64" || !ch.Best.BPFStats {
+		if ch.Best.Workload != "crr-64" || ch.Best.BPFStats != matrix.StatsSampled {
 			t.Errorf("budget %v: chose %s", tc.budget, ch.Best.Key)
 		}
 		if ch.Confidence < 0.95 {

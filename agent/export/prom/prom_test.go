@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/conntrack"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/export/prom"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
 )
 
@@ -107,8 +107,10 @@ func (s selfSource) KernelCounters() (map[string]uint64, error) {
 	return map[string]uint64{"open_active": 2, "open_passive": 1, "close": 2, "connect_failed": 1, "reset_rx": 1,
 		"rtt_sample": 7, "rtt_sampled_out": 9, "transport_full": 4, "untracked_close": 2}, nil
 }
-func (selfSource) Programs() map[string]*ebpf.Program { return nil } // loading BPF needs root
-func (selfSource) ConnMapFill() (int, uint32)         { return 1, 65536 }
+func (selfSource) RunStats() (map[string]runstats.Totals, time.Duration, error) {
+	return map[string]runstats.Totals{"set_state": {RunSeconds: 0.25, Runs: 1000, Misses: 3}}, 2 * time.Second, nil
+}
+func (selfSource) ConnMapFill() (int, uint32) { return 1, 65536 }
 func (selfSource) Features() map[string]bool {
 	return map[string]bool{"sock_ops": true, "fentry": false}
 }
@@ -308,7 +310,10 @@ func TestSelfSeries(t *testing.T) {
 		{"ebpf_net_obs_events_total", map[string]string{"source": "rtt_sample"}, 7},
 		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "transport_full"}, 4},
 		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "map_full"}, 0},
-		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "recursion"}, 0},
+		{"ebpf_net_obs_events_lost_total", map[string]string{"reason": "recursion"}, 3},
+		{"ebpf_net_obs_bpf_program_run_seconds_total", map[string]string{"program": "set_state"}, 0.25},
+		{"ebpf_net_obs_bpf_program_runs_total", map[string]string{"program": "set_state"}, 1000},
+		{"ebpf_net_obs_bpf_stats_enabled_seconds_total", nil, 2},
 		{"ebpf_net_obs_events_sampled_out_total", nil, 9},
 		{"ebpf_net_obs_untracked_closes_total", nil, 2},
 		{"ebpf_net_obs_map_entries", map[string]string{"map": "conns"}, 1},

@@ -3,15 +3,18 @@ package prom
 import (
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
 )
 
 // SelfSource is what the observer knows about its own cost and health.
 type SelfSource interface {
 	// KernelCounters are the BPF programs' own event counters by name.
 	KernelCounters() (map[string]uint64, error)
-	Programs() map[string]*ebpf.Program
+	// RunStats are each program's run time and runs (exact, or scaled up
+	// from sampled windows) and how long the statistics were on for them.
+	RunStats() (map[string]runstats.Totals, time.Duration, error)
 	// ConnMapFill is the entry count at the last flush and the capacity.
 	ConnMapFill() (entries int, capacity uint32)
 	// UserCounters are user-space totals by name (series overflow, ...).
@@ -26,6 +29,7 @@ type SelfCollector struct {
 	info                                        *prometheus.Desc
 	events, lost, sampledOut, untracked         *prometheus.Desc
 	mapEntries, mapCapacity, runSeconds, runs   *prometheus.Desc
+	statsOnSeconds                              *prometheus.Desc
 	user, feature, scrapeSeconds, scrapeSuccess *prometheus.Desc
 	infoLabels                                  []string
 }
@@ -37,27 +41,28 @@ func NewSelfCollector(src SelfSource, info map[string]string) *SelfCollector {
 		names, values = append(names, k), append(values, info[k])
 	}
 	return &SelfCollector{
-		src:           src,
-		infoLabels:    values,
-		info:          prometheus.NewDesc(ns+"_build_info", "Build and configuration of this observer; value 1.", names, nil),
-		events:        prometheus.NewDesc(ns+"_events_total", "Events the kernel programs handled, by source.", []string{"source"}, nil),
-		lost:          prometheus.NewDesc(ns+"_events_lost_total", "Events lost: transport_full (ring/perf buffer full), map_full (connection map full), recursion (a program run the kernel skipped because the program was already running on that CPU).", []string{"reason"}, nil),
-		sampledOut:    prometheus.NewDesc(ns+"_events_sampled_out_total", "RTT sampling draws --sample-rate left out: connections (per-ACK samples where live counters ride on ACKs, see README).", nil, nil),
-		untracked:     prometheus.NewDesc(ns+"_untracked_closes_total", "Closes of connections the observer never saw open (opened before it started, or evicted from an LRU map).", nil, nil),
-		mapEntries:    prometheus.NewDesc(ns+"_map_entries", "Entries in a kernel map at the last flush.", []string{"map"}, nil),
-		mapCapacity:   prometheus.NewDesc(ns+"_map_capacity", "Capacity of a kernel map.", []string{"map"}, nil),
-		runSeconds:    prometheus.NewDesc(ns+"_bpf_program_run_seconds_total", "Time the kernel spent running each BPF program (kernel BPF statistics).", []string{"program"}, nil),
-		runs:          prometheus.NewDesc(ns+"_bpf_program_runs_total", "Runs of each BPF program (kernel BPF statistics).", []string{"program"}, nil),
-		user:          prometheus.NewDesc(ns+"_agent_events_total", "User-space bookkeeping by kind: closes applied, flushes, connections folded away, series over the cap, opens lost.", []string{"kind"}, nil),
-		feature:       prometheus.NewDesc(ns+"_feature_enabled", "Whether an optional feature is on (1) or was turned off on this kernel (0).", []string{"feature"}, nil),
-		scrapeSeconds: prometheus.NewDesc(ns+"_scrape_collector_duration_seconds", "Time this scrape spent reading kernel state.", nil, nil),
-		scrapeSuccess: prometheus.NewDesc(ns+"_scrape_collector_success", "Whether reading kernel state succeeded.", nil, nil),
+		src:            src,
+		infoLabels:     values,
+		info:           prometheus.NewDesc(ns+"_build_info", "Build and configuration of this observer; value 1.", names, nil),
+		events:         prometheus.NewDesc(ns+"_events_total", "Events the kernel programs handled, by source.", []string{"source"}, nil),
+		lost:           prometheus.NewDesc(ns+"_events_lost_total", "Events lost: transport_full (ring/perf buffer full), map_full (connection map full), recursion (a program run the kernel skipped because the program was already running on that CPU).", []string{"reason"}, nil),
+		sampledOut:     prometheus.NewDesc(ns+"_events_sampled_out_total", "RTT sampling draws --sample-rate left out: connections (per-ACK samples where live counters ride on ACKs, see README).", nil, nil),
+		untracked:      prometheus.NewDesc(ns+"_untracked_closes_total", "Closes of connections the observer never saw open (opened before it started, or evicted from an LRU map).", nil, nil),
+		mapEntries:     prometheus.NewDesc(ns+"_map_entries", "Entries in a kernel map at the last flush.", []string{"map"}, nil),
+		mapCapacity:    prometheus.NewDesc(ns+"_map_capacity", "Capacity of a kernel map.", []string{"map"}, nil),
+		runSeconds:     prometheus.NewDesc(ns+"_bpf_program_run_seconds_total", "Time the kernel spent running each BPF program (kernel BPF statistics; with --bpf-stats=sampled scaled up from the windows they were on).", []string{"program"}, nil),
+		runs:           prometheus.NewDesc(ns+"_bpf_program_runs_total", "Runs of each BPF program (kernel BPF statistics; with --bpf-stats=sampled scaled up from the windows they were on).", []string{"program"}, nil),
+		statsOnSeconds: prometheus.NewDesc(ns+"_bpf_stats_enabled_seconds_total", "Time the kernel's BPF statistics were on for the run times above (--bpf-stats).", nil, nil),
+		user:           prometheus.NewDesc(ns+"_agent_events_total", "User-space bookkeeping by kind: closes applied, flushes, connections folded away, series over the cap, opens lost.", []string{"kind"}, nil),
+		feature:        prometheus.NewDesc(ns+"_feature_enabled", "Whether an optional feature is on (1) or was turned off on this kernel (0).", []string{"feature"}, nil),
+		scrapeSeconds:  prometheus.NewDesc(ns+"_scrape_collector_duration_seconds", "Time this scrape spent reading kernel state.", nil, nil),
+		scrapeSuccess:  prometheus.NewDesc(ns+"_scrape_collector_success", "Whether reading kernel state succeeded.", nil, nil),
 	}
 }
 
 func (c *SelfCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.events, c.lost, c.sampledOut, c.untracked, c.mapEntries,
-		c.mapCapacity, c.runSeconds, c.runs, c.user, c.feature, c.scrapeSeconds, c.scrapeSuccess} {
+		c.mapCapacity, c.runSeconds, c.runs, c.statsOnSeconds, c.user, c.feature, c.scrapeSeconds, c.scrapeSuccess} {
 		ch <- d
 	}
 }
@@ -91,15 +96,15 @@ func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(entries), "conns")
 	ch <- prometheus.MustNewConstMetric(c.mapCapacity, prometheus.GaugeValue, float64(capacity), "conns")
 	var missed uint64
-	for name, p := range c.src.Programs() {
-		st, err := p.Stats()
-		if err != nil {
-			ok = 0
-			continue
+	if progs, on, err := c.src.RunStats(); err != nil {
+		ok = 0
+	} else {
+		for name, t := range progs {
+			ch <- prometheus.MustNewConstMetric(c.runSeconds, prometheus.CounterValue, t.RunSeconds, name)
+			ch <- prometheus.MustNewConstMetric(c.runs, prometheus.CounterValue, t.Runs, name)
+			missed += t.Misses
 		}
-		ch <- prometheus.MustNewConstMetric(c.runSeconds, prometheus.CounterValue, st.Runtime.Seconds(), name)
-		counter(c.runs, st.RunCount, name)
-		missed += st.RecursionMisses
+		ch <- prometheus.MustNewConstMetric(c.statsOnSeconds, prometheus.CounterValue, on.Seconds())
 	}
 	// A tracing program that fires while it already runs on this CPU (a
 	// softirq close interrupting a process-context one) is skipped by the

@@ -17,9 +17,9 @@ type Spec struct {
 	Transport  string
 	MapType    string
 	SampleRate matrix.SampleRate
-	BPFStats   bool
-	Overhead   float64 // true throughput overhead, percent
-	Noise      float64 // relative noise of each run, e.g. 0.02
+	BPFStats   matrix.Stats // "" = the default, sampled
+	Overhead   float64      // true throughput overhead, percent
+	Noise      float64      // relative noise of each run, e.g. 0.02
 	Pairs      int
 }
 
@@ -34,9 +34,12 @@ func Cell(s Spec, kernel string, seed uint64) results.Cell {
 		}
 	}
 	w := matrix.Workload{Name: s.Workload, Mode: mode, Size: 64, Concurrency: 4}
+	if s.BPFStats == "" {
+		s.BPFStats = matrix.StatsSampled
+	}
 	mc := matrix.Cell{Workload: w, Transport: s.Transport, MapType: s.MapType, SampleRate: s.SampleRate, BPFStats: s.BPFStats}
 	if s.SampleRate == matrix.Off {
-		mc.Transport, mc.MapType, mc.BPFStats = matrix.None, matrix.None, true
+		mc.Transport, mc.MapType, mc.BPFStats = matrix.None, matrix.None, matrix.StatsSampled
 	}
 	c := results.Cell{Key: mc.Key(), Workload: w.Name, WorkloadSpec: w, Transport: mc.Transport, MapType: mc.MapType,
 		SampleRate: s.SampleRate, BPFStats: mc.BPFStats, Kernel: kernel, Status: "ok",
@@ -54,7 +57,7 @@ func Cell(s Spec, kernel string, seed uint64) results.Cell {
 				AgentPeakRSSBytes: 30 << 20, MapMemlockBytes: 1 << 20, Scraped: true,
 				Programs: []results.Program{{ID: 1, Name: "handle_state", RunTimeNs: runs * 300, RunCount: runs},
 					{ID: 2, Name: "sockops", RunTimeNs: runs * 100, RunCount: runs}}}
-			if !s.BPFStats {
+			if !s.BPFStats.TimesPrograms() {
 				sm.Probe.Programs = nil
 			}
 		}
@@ -82,9 +85,10 @@ func File(kernel string, seed uint64, specs ...Spec) *results.File {
 
 // Curve is the quick profile's shape: the A/A cell, rates 1/10/100 with
 // overheads o1/o10/o100 on ringbuf+hash, the other map types and perf at
-// rate 1 (o1), and a bpf_stats=false twin.
+// rate 1 (o1), and bpf_stats=on and off twins (only the on twin has BPF
+// run times, as in real runs).
 func Curve(o1, o10, o100, noise float64, pairs int) []Spec {
-	base := Spec{Workload: "crr-64", Transport: "ringbuf", MapType: "hash", BPFStats: true, Noise: noise, Pairs: pairs}
+	base := Spec{Workload: "crr-64", Transport: "ringbuf", MapType: "hash", Noise: noise, Pairs: pairs}
 	with := func(f func(*Spec)) Spec { s := base; f(&s); return s }
 	return []Spec{
 		with(func(s *Spec) { s.SampleRate = matrix.Off }),
@@ -93,7 +97,8 @@ func Curve(o1, o10, o100, noise float64, pairs int) []Spec {
 		with(func(s *Spec) { s.SampleRate, s.Overhead = 100, o100 }),
 		with(func(s *Spec) { s.SampleRate, s.Overhead, s.MapType = 1, o1, "lru_hash" }),
 		with(func(s *Spec) { s.SampleRate, s.Overhead, s.Transport = 1, o1*1.3, "perf" }),
-		with(func(s *Spec) { s.SampleRate, s.Overhead, s.BPFStats = 1, o1*0.8, false }),
+		with(func(s *Spec) { s.SampleRate, s.Overhead, s.BPFStats = 1, o1*1.4, matrix.StatsOn }),
+		with(func(s *Spec) { s.SampleRate, s.Overhead, s.BPFStats = 1, o1*0.9, matrix.StatsOff }),
 		with(func(s *Spec) { s.SampleRate, s.Overhead, s.Workload = 1, o1/3, "rr-64" }),
 	}
 }

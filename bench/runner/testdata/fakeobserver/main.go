@@ -24,7 +24,7 @@ func main() {
 	flag.String("transport", "ringbuf", "")
 	flag.String("map-type", "hash", "")
 	rate := flag.Int("sample-rate", 1, "")
-	flag.Bool("bpf-stats", true, "")
+	flag.String("bpf-stats", "sampled", "")
 	flag.Parse()
 
 	prog, l, err := attach()
