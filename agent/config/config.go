@@ -81,11 +81,16 @@ var ErrHelp = flag.ErrHelp
 func Load(args []string, usage io.Writer) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("ebpf-net-obs", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	// Quiet while parsing: a bad flag is the caller's one-line error, not
+	// the flag package's echo of it plus the whole settings list.
+	fs.SetOutput(io.Discard)
 	file := fs.String("config", "", "YAML file with any of the settings below (flags win)")
 	c.bind(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(usage, "Usage of ebpf-net-obs:")
+			fs.SetOutput(usage)
+			fs.PrintDefaults()
 			return c, ErrHelp
 		}
 		return c, fmt.Errorf("%w (see --help)", err)

@@ -208,3 +208,18 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// A bad flag is the caller's one error line: the flag package neither
+// echoes it nor prints the settings list.
+func TestBadFlagIsOneLine(t *testing.T) {
+	for _, args := range [][]string{{"--bpf-stats=maybe"}, {"--sample-rate", "abc"}, {"--nope"}} {
+		var out bytes.Buffer
+		_, err := Load(args, &out)
+		if err == nil || strings.Contains(err.Error(), "\n") || out.Len() != 0 {
+			t.Errorf("%v: err %q, and %d bytes written besides", args, err, out.Len())
+		}
+	}
+	if _, err := Load([]string{"--bpf-stats=maybe"}, io.Discard); err == nil || !strings.Contains(err.Error(), "want sampled, on or off") {
+		t.Errorf("bad --bpf-stats: %v does not list the accepted values", err)
+	}
+}

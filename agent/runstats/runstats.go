@@ -255,7 +255,7 @@ func ParseMode(s string) (Mode, error) {
 	return "", errors.New("want sampled, on or off")
 }
 
-// Set, String and IsBoolFlag make a Mode a flag: --bpf-stats alone is on.
+// Set and String make a Mode a flag value.
 func (m *Mode) Set(s string) error {
 	v, err := ParseMode(s)
 	if err != nil {
@@ -271,8 +271,6 @@ func (m *Mode) String() string {
 	}
 	return string(*m)
 }
-
-func (*Mode) IsBoolFlag() bool { return true }
 
 // UnmarshalText reads a YAML or JSON value the way Set reads a flag.
 func (m *Mode) UnmarshalText(b []byte) error { return m.Set(string(b)) }

@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/cliflag"
 )
 
 const usage = `usage:
@@ -58,7 +60,8 @@ func main() {
 	case err == nil:
 	case errors.As(err, &code):
 		os.Exit(int(code))
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
 		os.Exit(2)
 	default:
 		fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
@@ -69,11 +72,14 @@ func main() {
 // parse parses flags that may come before, between or after positional
 // arguments (`bench compare OLD NEW --threshold 5`).
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(os.Stderr)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, errUsage
+		if err := cliflag.Parse(fs, args, os.Stderr); err != nil {
+			if !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(os.Stderr, err)
+				err = errUsage
+			}
+			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/cliflag"
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/features"
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/guest"
 	"github.com/ebpf-net-obs/ebpf-net-obs/vmtest/kernels"
@@ -26,6 +28,20 @@ func fail(err error) int {
 	return 1
 }
 
+// parseFlags parses fs: exit 2 after a bad flag, 0 after --help.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	err := cliflag.Parse(fs, args, os.Stderr)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	default:
+		fmt.Fprintln(os.Stderr, err)
+		return 2, false
+	}
+}
+
 func newFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("vmtest "+name, flag.ContinueOnError)
 	cache := fs.String("cache-dir", kernels.DefaultCacheDir(), "where kernels, debs and apt lists are cached")
@@ -34,8 +50,8 @@ func newFlags(name string) (*flag.FlagSet, *string) {
 
 func cmdSetup(ctx context.Context, args []string) int {
 	fs, cacheDir := newFlags("setup")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cache := kernels.Cache{Dir: *cacheDir, Log: logf}
 	if err := guest.Setup(ctx, cache); err != nil {
@@ -49,8 +65,8 @@ func cmdFetch(ctx context.Context, args []string) int {
 	fs, cacheDir := newFlags("fetch")
 	version := fs.String("kernel", "", "kernel version prefix (5.10, 6.1, 6.12, 7)")
 	suite := fs.String("suite", "", "Debian suite to search (default: by version)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *version == "" {
 		return fail(fmt.Errorf("fetch needs --kernel VERSION"))
@@ -71,8 +87,8 @@ func cmdFeatures(_ context.Context, args []string) int {
 	fs := flag.NewFlagSet("vmtest features", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the stable JSON report")
 	out := fs.String("out", "", "also write the JSON report to this file")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	r := features.Probe(features.Options{MountTracefs: os.Geteuid() == 0})
 	if *out != "" {
@@ -109,8 +125,8 @@ func cmdRun(ctx context.Context, args []string) int {
 	kvm := fs.String("kvm", guest.KVMAuto, "auto (probe once, cached), on, or off (TCG)")
 	var rw stringList
 	fs.Var(&rw, "rwdir", "extra host directory the guest may write (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	argv := fs.Args()
 	if *version == "" || len(argv) == 0 {
@@ -195,8 +211,8 @@ func cmdMatrix(ctx context.Context, args []string) int {
 	kvm := fs.String("kvm", guest.KVMAuto, "auto (probe once, cached), on, or off (TCG)")
 	testsTimeout := fs.Duration("tests-timeout", 30*time.Minute, "limit for each test command inside a kernel")
 	benchTimeout := fs.Duration("bench-timeout", 20*time.Minute, "limit for the bench inside a kernel")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -237,8 +253,8 @@ func cmdMatrix(ctx context.Context, args []string) int {
 func cmdReport(args []string) int {
 	fs := flag.NewFlagSet("vmtest report", flag.ContinueOnError)
 	out := fs.String("out", "results/kernels", "result folder of earlier matrix runs")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	sums, err := matrix.LoadSummaries(*out)
 	if err != nil {

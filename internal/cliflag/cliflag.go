@@ -1,0 +1,29 @@
+// Package cliflag parses a subcommand's flags the way every command here
+// reports them: a bad flag is one line naming it, the flag list is for
+// --help only.
+package cliflag
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// Parse parses args into fs without letting the flag package write. On
+// -h/--help it writes fs's flags to out and returns flag.ErrHelp; any other
+// error comes back as one line that names fs and points at --help.
+func Parse(fs *flag.FlagSet, args []string, out io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(out, "Usage of %s:\n", fs.Name())
+		fs.SetOutput(out)
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w (see '%s --help')", fs.Name(), err, fs.Name())
+	}
+	return nil
+}
