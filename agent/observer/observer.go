@@ -125,7 +125,7 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 		Mode: cfg.BPFStats, Window: cfg.BPFStatsWindow, Period: cfg.BPFStatsPeriod})
 	if err != nil {
 		kern.Disabled["bpf_stats"] = err.Error()
-		log.Warn("BPF run times not measured (ebpf_net_obs_bpf_program_run_seconds_total stays 0)", "err", err)
+		log.Warn("BPF run times not measured: ebpf_net_obs_bpf_program_run_seconds_total moves only if something else switches the statistics on", "err", err)
 	}
 	ob.seedListeners()
 	// Loading parsed the kernel's BTF (tens of MiB of garbage now): collect

@@ -179,7 +179,7 @@ func bpfStatsCost(w io.Writer, f *results.File) {
 		if def == nil || !def.OK() {
 			continue
 		}
-		d := stats.EstimateDiff(other.OverheadSamples(), def.OverheadSamples(), def.Seed())
+		d := stats.EstimateDiff(def.OverheadSamples(), other.OverheadSamples(), def.Seed()) // other − default
 		fmt.Fprintf(w, "BPF run-time statistics %s (%s): overhead %+.1f%%, against %+.1f%% with them sampled (the observer's default), difference %s. "+
 			"Only bpf_stats=on cells time the programs (BPF ns/op).\n\n",
 			other.BPFStats, def.Label(), other.ThroughputOverheadPct, def.ThroughputOverheadPct, pct(d))

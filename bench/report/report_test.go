@@ -3,8 +3,11 @@ package report
 import (
 	"bytes"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,6 +32,18 @@ func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
 		"| agent CPU at rest |", "| 0.40% |"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	// Each non-default statistics mode: difference = its overhead − the default's.
+	re := regexp.MustCompile(`statistics (on|off) \(.*?\): overhead ([-+][0-9.]+)%, against ([-+][0-9.]+)%.*?difference ([-+][0-9.]+)%`)
+	lines := re.FindAllSubmatch(md, -1)
+	if len(lines) != 2 {
+		t.Fatalf("%d statistics comparison lines, want on and off", len(lines))
+	}
+	for _, m := range lines {
+		other, def, diff := atof(t, m[2]), atof(t, m[3]), atof(t, m[4])
+		if math.Abs(diff-(other-def)) > 0.15 {
+			t.Errorf("statistics %s: difference %+.1f, but %+.1f − %+.1f = %+.1f", m[1], diff, other, def, other-def)
 		}
 	}
 	pngs, _ := filepath.Glob(filepath.Join(dir, "*.png"))
@@ -81,4 +96,13 @@ func TestReproduceQuotes(t *testing.T) {
 	if got := Reproduce(f.Meta); got != `bin/bench run --observer-cmd 'bpftrace -e '\''x'\'''` {
 		t.Errorf("Reproduce = %s", got)
 	}
+}
+
+func atof(t *testing.T, b []byte) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
