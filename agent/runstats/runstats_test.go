@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
 )
@@ -244,5 +246,40 @@ func TestSampledEstimatesRuns(t *testing.T) {
 	}
 	if ns := 1e9 * got["empty"].RunSeconds / got["empty"].Runs; !(ns > 0 && ns < 10000) {
 		t.Errorf("%.1f ns per run of an empty program", ns)
+	}
+}
+
+// TestSwitchCost: switching the statistics on and off patches every inlined
+// BPF dispatch site in the kernel (a static key), which costs this process
+// CPU time once per sampled window. It must stay far below the period: at
+// the default 10 s, 50 ms per switch pair would be 0.5% of a CPU.
+func TestSwitchCost(t *testing.T) {
+	privtest.Require(t)
+	runtime.LockOSThread() // RUSAGE_THREAD below: this thread's time only
+	defer runtime.UnlockOSThread()
+	var r0, r1 unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &r0); err != nil {
+		t.Fatal(err)
+	}
+	const pairs = 50
+	start := time.Now()
+	for i := 0; i < pairs; i++ {
+		c, err := EnableStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wall := time.Since(start) / pairs
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &r1); err != nil {
+		t.Fatal(err)
+	}
+	cpu := time.Duration(r1.Utime.Nano()+r1.Stime.Nano()-r0.Utime.Nano()-r0.Stime.Nano()) / pairs
+	t.Logf("one switch on and off: %v CPU, %v wall, %.1f voluntary context switches (go test -run TestSwitchCost -v ./agent/runstats)",
+		cpu, wall, float64(r1.Nvcsw-r0.Nvcsw)/pairs)
+	if cpu > 50*time.Millisecond {
+		t.Errorf("switching the statistics on and off costs %v of CPU, want < 50ms", cpu)
 	}
 }
