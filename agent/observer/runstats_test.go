@@ -7,7 +7,7 @@ import (
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
-	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 )
 
 // TestBPFStatsSwitch: under connection churn, the kernel counts set_state's
@@ -16,7 +16,7 @@ import (
 // window/period when sampled, all of it when on. The scaled counters reach
 // /metrics either way.
 func TestBPFStatsSwitch(t *testing.T) {
-	if privtest.BPFStatsSysctl() {
+	if bpfstats.Sysctl() == "1" {
 		t.Skip("kernel.bpf_stats_enabled=1: the statistics are on regardless of the observer")
 	}
 	for _, tc := range []struct {

@@ -19,7 +19,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 )
 
 // Mode says when the statistics are on.
@@ -64,17 +65,11 @@ type Reader struct {
 	windows  int           // sampled windows credited
 }
 
-// EnableStats turns the kernel's statistics on until the closer is closed
-// (the kernel counts holders; 5.8+).
-func EnableStats() (io.Closer, error) {
-	return ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-}
-
 // New checks that the kernel can switch the statistics on and, with On,
 // switches them on. On an error (which names the cause) the Reader it
 // returns works as with Off.
 func New(progs map[string]*ebpf.Program, o Options) (*Reader, error) {
-	return newReader(progs, o, EnableStats)
+	return newReader(progs, o, bpfstats.Enable)
 }
 
 func newReader(progs map[string]*ebpf.Program, o Options, enable func() (io.Closer, error)) (*Reader, error) {

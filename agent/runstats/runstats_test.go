@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
 )
 
@@ -146,7 +147,7 @@ func TestOnIsExactOffIsSilent(t *testing.T) {
 		t.Fatal(err)
 	}
 	runN(t, p, 1000)
-	if got, _, _ := off.Read(); got["empty"].Runs != 0 && !privtest.BPFStatsSysctl() {
+	if got, _, _ := off.Read(); got["empty"].Runs != 0 && bpfstats.Sysctl() != "1" {
 		t.Errorf("off: %v runs counted", got["empty"].Runs)
 	}
 
@@ -179,7 +180,7 @@ func TestOnIsExactOffIsSilent(t *testing.T) {
 // the tolerance a dozen windows give.
 func TestSampledEstimatesRuns(t *testing.T) {
 	privtest.Require(t)
-	if privtest.BPFStatsSysctl() {
+	if bpfstats.Sysctl() == "1" {
 		t.Log("kernel.bpf_stats_enabled=1: the windows still count only runs inside them")
 	}
 	p := emptyProgram(t)
@@ -264,7 +265,7 @@ func TestSwitchCost(t *testing.T) {
 	const pairs = 50
 	start := time.Now()
 	for i := 0; i < pairs; i++ {
-		c, err := EnableStats()
+		c, err := bpfstats.Enable()
 		if err != nil {
 			t.Fatal(err)
 		}

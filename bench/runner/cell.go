@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
-	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/probe"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -37,7 +37,7 @@ func newCell(c matrix.Cell) results.Cell {
 		MapType: c.MapType, SampleRate: c.SampleRate, BPFStats: c.BPFStats, Kernel: Kernel(),
 		Start: time.Now().UTC(), Status: statusPartial, Baseline: []results.Sample{}, Observed: []results.Sample{},
 	}
-	if c.Observed() && c.BPFStats != matrix.StatsOn && probe.StatsSysctl() == "1" {
+	if c.Observed() && c.BPFStats != matrix.StatsOn && bpfstats.Sysctl() == "1" {
 		rc.Warnings = append(rc.Warnings, "kernel.bpf_stats_enabled=1 system-wide: this bpf_stats="+string(c.BPFStats)+" cell pays for statistics all the time")
 	}
 	return rc

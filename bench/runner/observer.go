@@ -13,6 +13,7 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/probe"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 )
 
 // Observer says what to measure: our binary, or any command line.
@@ -61,7 +62,7 @@ func startObserver(ctx context.Context, o Observer, c matrix.Cell, timeout time.
 		// statistics itself is still measured; the kernel counts references.
 		// Not in sampled cells of our observer: there they are on only in
 		// its own windows, and holding them would add their full cost.
-		if r.stats, err = probe.EnableStats(); err != nil {
+		if r.stats, err = bpfstats.Enable(); err != nil {
 			r.warnings = append(r.warnings, fmt.Sprintf("enable BPF stats: %v (no BPF run times)", err))
 		}
 	}

@@ -5,7 +5,6 @@ package privtest
 
 import (
 	"os"
-	"strings"
 	"testing"
 )
 
@@ -20,11 +19,4 @@ func Require(t testing.TB) {
 		t.Fatal(msg + " (CI=true: privileged tests must run in CI)")
 	}
 	t.Skip(msg)
-}
-
-// BPFStatsSysctl reports whether kernel.bpf_stats_enabled is 1: the kernel's
-// BPF run-time statistics are then on whatever a test switches.
-func BPFStatsSysctl() bool {
-	b, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
-	return err == nil && strings.TrimSpace(string(b)) == "1"
 }

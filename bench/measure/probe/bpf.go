@@ -2,12 +2,9 @@ package probe
 
 import (
 	"errors"
-	"io"
 	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // ProgramIDs lists every BPF program loaded in the kernel now.
@@ -68,20 +65,4 @@ func Alive(ids map[uint32]bool) []uint32 {
 		}
 	}
 	return out
-}
-
-// EnableStats turns on the kernel's BPF run-time statistics until closed
-// (BPF_ENABLE_STATS, reference counted by the kernel, like the observer's own).
-func EnableStats() (io.Closer, error) {
-	return ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-}
-
-// StatsSysctl reads kernel.bpf_stats_enabled ("0", "1", or "" when unreadable).
-// A 1 there means some process enabled statistics globally.
-func StatsSysctl() string {
-	data, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(data))
 }

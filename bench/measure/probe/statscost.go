@@ -6,6 +6,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 )
 
 // StatsCost is what the kernel's BPF run-time statistics add to every
@@ -37,7 +39,7 @@ func MeasureStatsCost() (StatsCost, error) {
 			return StatsCost{}, fmt.Errorf("BPF_PROG_TEST_RUN: %w", err)
 		}
 		off = append(off, float64(d.Nanoseconds()))
-		closer, err := EnableStats()
+		closer, err := bpfstats.Enable()
 		if err != nil {
 			return StatsCost{}, fmt.Errorf("enable BPF stats: %w", err)
 		}
@@ -50,7 +52,7 @@ func MeasureStatsCost() (StatsCost, error) {
 	}
 	c := StatsCost{OffNsPerRun: mid(off), OnNsPerRun: mid(on)}
 	c.AddedNsPerRun = c.OnNsPerRun - c.OffNsPerRun
-	if StatsSysctl() == "1" {
+	if bpfstats.Sysctl() == "1" {
 		c.Note = "kernel.bpf_stats_enabled=1 system-wide: both rounds ran with statistics, the difference is meaningless"
 	}
 	return c, nil
