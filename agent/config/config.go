@@ -59,7 +59,7 @@ func Default() Config {
 		PerfBufferBytes:     1 << 20,
 		BPFStats:            runstats.Sampled,
 		BPFStatsWindow:      time.Second,
-		BPFStatsPeriod:      10 * time.Second,
+		BPFStatsPeriod:      30 * time.Second,
 		OTLPInterval:        10 * time.Second,
 		PodLogDir:           "/var/log/pods",
 		LogLevel:            "info",

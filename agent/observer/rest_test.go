@@ -19,8 +19,8 @@ import (
 // timer this test measured 64 voluntary switches a second, with 500 ms 31
 // (go test -run TestRestingObserverSleeps -v ./agent/observer).
 //
-// The sampled BPF statistics are off here: a window (one per 10 s by default)
-// switches a kernel static key on and off: ≈ 8 ms in one system call
+// The sampled BPF statistics are off here: a window (one per 30 s by default)
+// switches a kernel static key on and off: ≈ 8–20 ms in one system call
 // (TestSwitchCost in agent/runstats), around which Go hands the thread's P
 // to another thread; with 5 windows a second this test read ≈ 240 a second
 // instead of ≈ 25, so one window falling into its 3 s or not swings the
