@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/cliflag"
 )
 
 // Config is every setting of bin/ebpf-net-obs. The yaml key of each field is
@@ -88,9 +89,7 @@ func Load(args []string, usage io.Writer) (Config, error) {
 	c.bind(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(usage, "Usage of ebpf-net-obs:")
-			fs.SetOutput(usage)
-			fs.PrintDefaults()
+			cliflag.Help(fs, usage)
 			return c, ErrHelp
 		}
 		return c, fmt.Errorf("%w (see --help)", err)

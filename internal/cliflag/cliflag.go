@@ -17,13 +17,18 @@ func Parse(fs *flag.FlagSet, args []string, out io.Writer) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(out, "Usage of %s:\n", fs.Name())
-		fs.SetOutput(out)
-		fs.PrintDefaults()
+		Help(fs, out)
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w (see '%s --help')", fs.Name(), err, fs.Name())
 	}
 	return nil
+}
+
+// Help writes fs's name and flags to out, as --help shows them.
+func Help(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, "Usage of %s:\n", fs.Name())
+	fs.SetOutput(out)
+	fs.PrintDefaults()
 }
