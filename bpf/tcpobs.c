@@ -3,8 +3,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //
 // tcpobs: the observer's kernel side. Every TCP socket is followed from open to
-// close with in-kernel aggregation: one record crosses to user space per
-// closed socket; open sockets are read by user space in batches from `conns`.
+// close with in-kernel aggregation: one record per closed socket crosses to
+// user space, gathered per CPU into batches of up to CLOSE_BATCH (one
+// transport record each); open sockets are read by user space in batches
+// from `conns`.
 //
 // Hooks (all stable, all present on Debian's 5.10 .. 7.x):
 //   tp_btf/inet_sock_set_state          lifecycle, process attribution, final totals
@@ -15,6 +17,8 @@
 //   sockops (cgroup v2 root)            per-ACK RTT samples of the sampled connections
 //   raw_tracepoint/conns_live           never attached: run by user space before each
 //                                       flush, reads open sockets' live counters (5.13+)
+//   raw_tracepoint/flush_closes         never attached: run by user space on a CPU to
+//                                       send that CPU's partial batch of close records
 // Raw tracepoints are used instead of perf-event tracepoints because they do
 // not copy the trace record before the program runs (PLATFORM.md measured the
 // copy at 2.5-4% of connection churn on its own). The loader prefers the
@@ -40,9 +44,13 @@ const volatile __u8 percpu_conns = 0;  // conns is a per-CPU map
 const volatile __u8 have_percpu_lookup = 0; // bpf_map_lookup_percpu_elem (5.19+)
 const volatile __u32 nr_cpus = 1;
 const volatile __u32 wakeup_bytes = 65536; // ring buffer: wake the reader past this backlog
+// Close records per transport record. 1 sends each at once; more needs user
+// space to run flush_closes on a CPU whose batch has waited (5.10+).
+const volatile __u32 batch_len = 1;
 
 // Force bpf2go to emit Go types for the shared structs.
 const struct conn_event *unused_conn_event __attribute__((unused));
+const struct close_batch *unused_close_batch __attribute__((unused));
 const struct conn_state *unused_conn_state __attribute__((unused));
 const struct listener_key *unused_listener_key __attribute__((unused));
 const enum conn_flag *unused_conn_flag __attribute__((unused));
@@ -83,20 +91,26 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } events_perf SEC(".maps");
 
-// Scratch for building a close record without 300 bytes of stack.
+// Close records are built in place here, not on the stack (300 bytes each).
+// Slot 0 is the CPU's open batch. Slot 1 carries a lone record for a close
+// that interrupted flush_closes on this CPU while it held slot 0.
+// Sending them CLOSE_BATCH at a time takes the ring buffer's lock and its
+// cache-cold header once per batch instead of once per close.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
-	__type(value, struct conn_event);
-} scratch SEC(".maps");
+	__type(value, struct close_batch);
+} batches SEC(".maps");
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count_n(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 	if (v)
-		*v += 1; // per-CPU slot: no atomic needed
+		*v += n; // per-CPU slot: no atomic needed
 }
+
+static __always_inline void count(__u32 idx) { count_n(idx, 1); }
 
 // RD reads field f of kernel object p. With btf set (tp_btf programs) p is
 // a BTF-typed pointer the verifier lets us dereference: a plain load with a
@@ -222,24 +236,58 @@ static __always_inline void merge_state(struct conn_state *dst, struct conn_stat
 		dst->rtt_hist[b] += src->rtt_hist[b];
 }
 
+// emit sends batch b's records to user space and empties it. A full
+// transport loses them all, counted.
+static __always_inline void emit(void *ctx, struct close_batch *b)
+{
+	__u32 n = b->n;
+	if (n == 0 || n > CLOSE_BATCH) {
+		b->n = 0;
+		return;
+	}
+	__u64 size = offsetof(struct close_batch, ev) + (__u64)n * sizeof(struct conn_event);
+	long err;
+	if (use_ringbuf) {
+		// Wake the reader only once a backlog has piled up; it also
+		// drains on a timer, so a trickle is never stranded.
+		__u64 flags = BPF_RB_NO_WAKEUP;
+		if (bpf_ringbuf_query(&events_rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+		err = bpf_ringbuf_output(&events_rb, b, size, flags);
+	} else {
+		err = bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, b, size);
+	}
+	if (err)
+		count_n(STAT_TRANSPORT_FULL, n);
+	b->n = 0;
+}
+
 // Close: final totals come from the socket itself, so they are exact whatever
 // the sampling rate and even if a live update was missed. The record is
-// built in place: in the ring buffer when that is the transport, else in a
-// per-CPU scratch slot (300 bytes do not fit the stack) for the perf array.
+// built in place in this CPU's batch, which leaves once it holds
+// batch_len records (or when user space runs flush_closes here).
 static __always_inline void on_close(void *ctx, struct sock *sk, struct tcp_sock *tp, __u64 key,
 				    int oldstate, const int btf)
 {
-	__u32 zero = 0;
-	struct conn_event *ev;
-	if (use_ringbuf)
-		ev = bpf_ringbuf_reserve(&events_rb, sizeof(*ev), 0);
-	else
-		ev = bpf_map_lookup_elem(&scratch, &zero);
-	if (!ev) {
-		count(STAT_TRANSPORT_FULL);
+	__u32 slot = 0;
+	struct close_batch *b = bpf_map_lookup_elem(&batches, &slot);
+	if (b && b->busy) {
+		// flush_closes holds slot 0: this close interrupted it.
+		slot = 1;
+		b = bpf_map_lookup_elem(&batches, &slot);
+		if (b)
+			b->n = 0;
+	}
+	if (!b) { // array slots always exist; this keeps the verifier content
 		bpf_map_delete_elem(&conns, &key);
 		return;
 	}
+	b->busy = 1;
+	barrier(); // busy is set before the batch is touched
+	__u32 i = b->n;
+	if (i >= CLOSE_BATCH)
+		i = 0; // never: emit empties a batch at batch_len <= CLOSE_BATCH
+	struct conn_event *ev = &b->ev[i];
 
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 	if (st) {
@@ -299,16 +347,11 @@ static __always_inline void on_close(void *ctx, struct sock *sk, struct tcp_sock
 	ev->_pad = 0;
 	count(STAT_CLOSE);
 
-	if (use_ringbuf) {
-		// Wake the reader only once a batch has piled up; it also drains
-		// on a timer, so a trickle is never stranded.
-		__u64 flags = BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_query(&events_rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-		bpf_ringbuf_submit(ev, flags);
-	} else if (bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, ev, sizeof(*ev))) {
-		count(STAT_TRANSPORT_FULL);
-	}
+	b->n = i + 1;
+	if (slot || i + 1 >= batch_len)
+		emit(ctx, b);
+	barrier(); // the batch is whole before busy clears
+	b->busy = 0;
 }
 
 // Most transitions (FIN_WAIT*, CLOSE_WAIT, LAST_ACK, ...) need nothing.
@@ -535,5 +578,26 @@ SEC("raw_tracepoint/conns_live")
 int conns_live(void *ctx)
 {
 	bpf_for_each_map_elem(&conns, refresh_live, NULL, 0);
+	return 0;
+}
+
+// flush_closes sends this CPU's partial batch of close records. It is never
+// attached: each time user space drains the transport it runs this
+// (BPF_PROG_TEST_RUN with a CPU, in an interrupt on that CPU) wherever a
+// batch waits, so a close record is held back at most one drain interval,
+// as it was in the transport before batching. A batch whose writer this
+// interrupted (busy) is left to that writer.
+SEC("raw_tracepoint/flush_closes")
+int flush_closes(void *ctx)
+{
+	__u32 slot = 0;
+	struct close_batch *b = bpf_map_lookup_elem(&batches, &slot);
+	if (!b || b->busy || !b->n)
+		return 0;
+	b->busy = 1;
+	barrier();
+	emit(ctx, b);
+	barrier();
+	b->busy = 0;
 	return 0;
 }

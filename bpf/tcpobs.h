@@ -6,6 +6,7 @@
 #define AF_INET6 10
 #define RTT_BUCKETS 24
 #define MAX_CPUS 256
+#define CLOSE_BATCH 8 /* close records per transport record, at most */
 
 enum direction {
 	DIR_UNKNOWN = 0,
@@ -75,7 +76,7 @@ struct conn_state {
 	__u32 rtt_hist[RTT_BUCKETS];
 };
 
-/* One record per closed socket. */
+/* One per closed socket. */
 struct conn_event {
 	__u64 sk;
 	__u64 end_ns;
@@ -88,6 +89,14 @@ struct conn_event {
 	__u32 old_state;
 	__u32 _pad;
 	struct conn_state state;
+};
+
+/* What crosses to user space: the close records one CPU gathered, n of
+ * them (the transport record ends after ev[n-1]). */
+struct close_batch {
+	__u32 n;
+	__u32 busy; /* a writer on this CPU is mid-update (user space ignores it) */
+	struct conn_event ev[CLOSE_BATCH];
 };
 
 #endif

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type TcpobsCloseBatch struct {
+	_    structs.HostLayout
+	N    uint32
+	Busy uint32
+	Ev   [8]TcpobsConnEvent
+}
+
 type TcpobsConnEvent struct {
 	_             structs.HostLayout
 	Sk            uint64
@@ -109,25 +116,28 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	TcpobsMapBatches           = "batches"
 	TcpobsMapConns             = "conns"
 	TcpobsMapEventsPerf        = "events_perf"
 	TcpobsMapEventsRb          = "events_rb"
 	TcpobsMapListeners         = "listeners"
-	TcpobsMapScratch           = "scratch"
 	TcpobsMapStats             = "stats"
 	TcpobsProgConnsLive        = "conns_live"
+	TcpobsProgFlushCloses      = "flush_closes"
 	TcpobsProgRecvReset        = "recv_reset"
 	TcpobsProgRetransmit       = "retransmit"
 	TcpobsProgSendReset        = "send_reset"
 	TcpobsProgSetState         = "set_state"
 	TcpobsProgSetStateBtf      = "set_state_btf"
 	TcpobsProgSockOps          = "sock_ops"
+	TcpobsVarBatchLen          = "batch_len"
 	TcpobsVarHavePercpuLookup  = "have_percpu_lookup"
 	TcpobsVarLiveFromAcks      = "live_from_acks"
 	TcpobsVarNrCpus            = "nr_cpus"
 	TcpobsVarPercpuConns       = "percpu_conns"
 	TcpobsVarSampleRate        = "sample_rate"
 	TcpobsVarSampleSeed        = "sample_seed"
+	TcpobsVarUnusedCloseBatch  = "unused_close_batch"
 	TcpobsVarUnusedConnEvent   = "unused_conn_event"
 	TcpobsVarUnusedConnFlag    = "unused_conn_flag"
 	TcpobsVarUnusedConnState   = "unused_conn_state"
@@ -181,6 +191,7 @@ type TcpobsSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpobsProgramSpecs struct {
 	ConnsLive   *ebpf.ProgramSpec `ebpf:"conns_live"`
+	FlushCloses *ebpf.ProgramSpec `ebpf:"flush_closes"`
 	RecvReset   *ebpf.ProgramSpec `ebpf:"recv_reset"`
 	Retransmit  *ebpf.ProgramSpec `ebpf:"retransmit"`
 	SendReset   *ebpf.ProgramSpec `ebpf:"send_reset"`
@@ -193,11 +204,11 @@ type TcpobsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpobsMapSpecs struct {
+	Batches    *ebpf.MapSpec `ebpf:"batches"`
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	EventsPerf *ebpf.MapSpec `ebpf:"events_perf"`
 	EventsRb   *ebpf.MapSpec `ebpf:"events_rb"`
 	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -205,12 +216,14 @@ type TcpobsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpobsVariableSpecs struct {
+	BatchLen          *ebpf.VariableSpec `ebpf:"batch_len"`
 	HavePercpuLookup  *ebpf.VariableSpec `ebpf:"have_percpu_lookup"`
 	LiveFromAcks      *ebpf.VariableSpec `ebpf:"live_from_acks"`
 	NrCpus            *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PercpuConns       *ebpf.VariableSpec `ebpf:"percpu_conns"`
 	SampleRate        *ebpf.VariableSpec `ebpf:"sample_rate"`
 	SampleSeed        *ebpf.VariableSpec `ebpf:"sample_seed"`
+	UnusedCloseBatch  *ebpf.VariableSpec `ebpf:"unused_close_batch"`
 	UnusedConnEvent   *ebpf.VariableSpec `ebpf:"unused_conn_event"`
 	UnusedConnFlag    *ebpf.VariableSpec `ebpf:"unused_conn_flag"`
 	UnusedConnState   *ebpf.VariableSpec `ebpf:"unused_conn_state"`
@@ -241,21 +254,21 @@ func (o *TcpobsObjects) Close() error {
 //
 // It can be passed to LoadTcpobsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpobsMaps struct {
+	Batches    *ebpf.Map `ebpf:"batches"`
 	Conns      *ebpf.Map `ebpf:"conns"`
 	EventsPerf *ebpf.Map `ebpf:"events_perf"`
 	EventsRb   *ebpf.Map `ebpf:"events_rb"`
 	Listeners  *ebpf.Map `ebpf:"listeners"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *TcpobsMaps) Close() error {
 	return _TcpobsClose(
+		m.Batches,
 		m.Conns,
 		m.EventsPerf,
 		m.EventsRb,
 		m.Listeners,
-		m.Scratch,
 		m.Stats,
 	)
 }
@@ -264,12 +277,14 @@ func (m *TcpobsMaps) Close() error {
 //
 // It can be passed to LoadTcpobsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpobsVariables struct {
+	BatchLen          *ebpf.Variable `ebpf:"batch_len"`
 	HavePercpuLookup  *ebpf.Variable `ebpf:"have_percpu_lookup"`
 	LiveFromAcks      *ebpf.Variable `ebpf:"live_from_acks"`
 	NrCpus            *ebpf.Variable `ebpf:"nr_cpus"`
 	PercpuConns       *ebpf.Variable `ebpf:"percpu_conns"`
 	SampleRate        *ebpf.Variable `ebpf:"sample_rate"`
 	SampleSeed        *ebpf.Variable `ebpf:"sample_seed"`
+	UnusedCloseBatch  *ebpf.Variable `ebpf:"unused_close_batch"`
 	UnusedConnEvent   *ebpf.Variable `ebpf:"unused_conn_event"`
 	UnusedConnFlag    *ebpf.Variable `ebpf:"unused_conn_flag"`
 	UnusedConnState   *ebpf.Variable `ebpf:"unused_conn_state"`
@@ -285,6 +300,7 @@ type TcpobsVariables struct {
 // It can be passed to LoadTcpobsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpobsPrograms struct {
 	ConnsLive   *ebpf.Program `ebpf:"conns_live"`
+	FlushCloses *ebpf.Program `ebpf:"flush_closes"`
 	RecvReset   *ebpf.Program `ebpf:"recv_reset"`
 	Retransmit  *ebpf.Program `ebpf:"retransmit"`
 	SendReset   *ebpf.Program `ebpf:"send_reset"`
@@ -296,6 +312,7 @@ type TcpobsPrograms struct {
 func (p *TcpobsPrograms) Close() error {
 	return _TcpobsClose(
 		p.ConnsLive,
+		p.FlushCloses,
 		p.RecvReset,
 		p.Retransmit,
 		p.SendReset,

@@ -34,7 +34,10 @@ type Options struct {
 	// RawTracepoint skips the tp_btf lifecycle program and uses its raw
 	// tracepoint twin, as kernels without tp_btf do (tests cover both).
 	RawTracepoint bool
-	Log           *slog.Logger
+	// Unbatched sends every close record at once, as kernels that cannot
+	// run flush_closes on a chosen CPU do (tests cover both).
+	Unbatched bool
+	Log       *slog.Logger
 }
 
 // Objects are what stays loaded: every map, and one program per hook.
@@ -45,12 +48,14 @@ type Objects struct {
 	RecvReset  *ebpf.Program `ebpf:"recv_reset"`
 	SendReset  *ebpf.Program `ebpf:"send_reset"`
 	SockOps    *ebpf.Program `ebpf:"sock_ops"`
+	// FlushCloses is never attached; see Observer.FlushCloses.
+	FlushCloses *ebpf.Program `ebpf:"flush_closes"`
 }
 
 // Close releases the maps and programs.
 func (o *Objects) Close() error {
 	var errs []error
-	for _, p := range []*ebpf.Program{o.SetState, o.Retransmit, o.RecvReset, o.SendReset, o.SockOps} {
+	for _, p := range []*ebpf.Program{o.SetState, o.Retransmit, o.RecvReset, o.SendReset, o.SockOps, o.FlushCloses} {
 		if p != nil {
 			errs = append(errs, p.Close())
 		}
@@ -68,6 +73,9 @@ type Observer struct {
 	// live refreshes open connections' counters from their sockets (nil:
 	// the per-ACK callback keeps them, on per-CPU maps or before 5.13).
 	live *ebpf.Program
+	// waiting holds each CPU's batch of close records as FlushCloses last
+	// read them (reused: the read loop calls it twice a second).
+	waiting []bpf.TcpobsCloseBatch
 }
 
 // ErrPrivileges marks failures that root (or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN) fixes.
@@ -138,6 +146,61 @@ func (obs *Observer) probeLive() {
 	}
 }
 
+// Batched says whether close records leave the kernel in per-CPU batches,
+// which FlushCloses must then send on when they wait.
+func (obs *Observer) Batched() bool {
+	_, off := obs.Disabled["close_batches"]
+	return !off
+}
+
+func (obs *Observer) probeBatches() {
+	if obs.Opts.Unbatched {
+		obs.Disabled["close_batches"] = "unbatched requested"
+		return
+	}
+	if err := haveRunOnCPU(); err != nil {
+		obs.Disabled["close_batches"] = fmt.Sprintf("raw tracepoint programs cannot be run on a chosen CPU (%v; needs 5.10): every close record is sent alone", err)
+	}
+}
+
+// haveRunOnCPU runs an empty raw tracepoint program on CPU 0, as
+// FlushCloses runs flush_closes.
+func haveRunOnCPU() error {
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.RawTracepoint, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	_, err = p.Run(&ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU, CPU: 0})
+	return err
+}
+
+// FlushCloses sends on the close records that wait in a CPU's partial
+// batch: it runs flush_closes on each CPU that has some. The read loop
+// calls it before each drain, so a close record waits at most one drain
+// interval in all. Not safe for concurrent use.
+func (obs *Observer) FlushCloses() error {
+	if !obs.Batched() {
+		return nil
+	}
+	if err := obs.Objs.Batches.Lookup(uint32(0), &obs.waiting); err != nil {
+		return fmt.Errorf("read close batches: %w", err)
+	}
+	var errs []error
+	for cpu := range obs.waiting {
+		if obs.waiting[cpu].N == 0 {
+			continue
+		}
+		if _, err := obs.Objs.FlushCloses.Run(&ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU, CPU: uint32(cpu)}); err != nil {
+			errs = append(errs, fmt.Errorf("flush close records on CPU %d: %w", cpu, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // RefreshLive updates every open connection's live counters in the map
 // from its socket (a no-op where the per-ACK callback keeps them).
 func (obs *Observer) RefreshLive() error {
@@ -181,6 +244,7 @@ func (obs *Observer) load(spec *ebpf.CollectionSpec) error {
 func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
 	o := obs.Opts
 	obs.probeLive()
+	obs.probeBatches()
 	conns := spec.Maps["conns"]
 	conns.Type = o.ConnMapType
 	conns.MaxEntries = o.MaxConnections
@@ -214,6 +278,10 @@ func (obs *Observer) configure(spec *ebpf.CollectionSpec) error {
 		"wakeup_bytes":       wake,
 		"live_from_acks":     boolByte(!obs.LiveFromSockets()),
 		"sample_seed":        rand.Uint64(),
+		"batch_len":          uint32(1),
+	}
+	if obs.Batched() {
+		set["batch_len"] = uint32(len(bpf.TcpobsCloseBatch{}.Ev))
 	}
 	if n, err := ebpf.PossibleCPU(); err == nil {
 		set["nr_cpus"] = uint32(n)

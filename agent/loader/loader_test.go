@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -12,27 +13,36 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/reader"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bpf"
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
 )
 
 // TestPipeline proves the whole BPF pipeline on the running kernel, for both
-// variants of the lifecycle program: the committed object loads, attaches,
+// variants of the lifecycle program and both ways close records leave (in
+// per-CPU batches, or one by one): the committed object loads, attaches,
 // sees the test's own IPv4 and IPv6 connections (tuple, owner and exact
 // payload of both sockets in their close records), and leaves nothing
 // attached after Close.
 func TestPipeline(t *testing.T) {
 	privtest.Require(t)
-	for _, raw := range []bool{false, true} {
-		name := map[bool]string{false: "tp_btf", true: "raw_tracepoint"}[raw]
-		t.Run(name, func(t *testing.T) {
+	for _, v := range []struct {
+		name           string
+		raw, unbatched bool
+	}{{"tp_btf", false, false}, {"raw_tracepoint", true, false}, {"tp_btf_unbatched", false, true}} {
+		raw := v.raw
+		t.Run(v.name, func(t *testing.T) {
 			before := attachedLinks(t)
 			obs, err := Load(Options{Ringbuf: true, RingbufBytes: 1 << 20, ConnMapType: ebpf.Hash,
-				MaxConnections: 1024, SampleRate: 1, RawTracepoint: raw})
+				MaxConnections: 1024, SampleRate: 1, RawTracepoint: raw, Unbatched: v.unbatched})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if obs.Batched() == v.unbatched {
+				t.Fatalf("batched = %v, want %v (%s)", obs.Batched(), !v.unbatched, obs.Disabled["close_batches"])
 			}
 			wantType := ebpf.RawTracepoint
 			if obs.TPBTF {
@@ -55,13 +65,13 @@ func TestPipeline(t *testing.T) {
 					t.Errorf("set_state is a %v program, want %v", info.Type, wantType)
 				}
 			}
-			rd, err := ringbuf.NewReader(obs.Objs.EventsRb)
+			rd, err := reader.NewRingbuf(obs.Objs.EventsRb)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer rd.Close()
 			for _, fam := range []struct{ net, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
-				checkRecords(t, rd, fam.net, fam.addr)
+				checkRecords(t, obs, rd, fam.net, fam.addr)
 			}
 			if err := obs.Close(); err != nil {
 				t.Fatal(err)
@@ -75,9 +85,35 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
+// readUntil reads close records, flushing the kernel's batches as the
+// observer's read loop does, until seen says it has what it wanted or the
+// deadline passes.
+func readUntil(t *testing.T, obs *Observer, rd reader.Reader, deadline time.Time, seen func(*reader.Event) bool) {
+	t.Helper()
+	var ev reader.Event
+	for time.Now().Before(deadline) {
+		if err := obs.FlushCloses(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			err := rd.Read(&ev)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen(&ev) {
+				return
+			}
+		}
+		rd.Wait(100 * time.Millisecond)
+	}
+}
+
 // checkRecords makes one connection (the client sends 14 bytes, the server
 // 5) and checks both close records against what the sockets say.
-func checkRecords(t *testing.T, rd *ringbuf.Reader, network, addr string) {
+func checkRecords(t *testing.T, obs *Observer, rd reader.Reader, network, addr string) {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
@@ -122,17 +158,7 @@ func checkRecords(t *testing.T, rd *ringbuf.Reader, network, addr string) {
 		{bpf.TcpobsDirectionDIR_PASSIVE, server, client, len(reply), len(request), false},
 	}
 	pid := uint32(os.Getpid())
-	deadline := time.Now().Add(5 * time.Second)
-	for (!sides[0].seen || !sides[1].seen) && time.Now().Before(deadline) {
-		rd.SetDeadline(time.Now().Add(200 * time.Millisecond))
-		rec, err := rd.Read()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev := (*bpf.TcpobsConnEvent)(unsafe.Pointer(&rec.RawSample[0]))
+	readUntil(t, obs, rd, time.Now().Add(5*time.Second), func(ev *reader.Event) bool {
 		for _, s := range sides {
 			st := &ev.State
 			if st.Direction != uint8(s.dir) || int(st.Sport) != s.local.Port || int(st.Dport) != s.remote.Port {
@@ -150,7 +176,8 @@ func checkRecords(t *testing.T, rd *ringbuf.Reader, network, addr string) {
 				t.Errorf("%s %v: owner pid %d, want this process %d", network, s.dir, st.Owner.Pid, pid)
 			}
 		}
-	}
+		return sides[0].seen && sides[1].seen
+	})
 	for _, s := range sides {
 		if !s.seen {
 			t.Errorf("%s: no %v close record for %v -> %v", network, s.dir, s.local, s.remote)
@@ -201,5 +228,168 @@ func TestFailedAttachLeavesNothing(t *testing.T) {
 	}
 	if after := attachedLinks(t); len(after) != len(before) {
 		t.Errorf("%d links attached before Load, %d after its failure", len(before), len(after))
+	}
+}
+
+// TestCloseBatches checks the transport records themselves: batched, a
+// burst of closes leaves in records of up to CLOSE_BATCH closes each, and
+// FlushCloses sends on what waits in partial batches, so every close of the
+// burst arrives exactly once; unbatched, every record carries one close.
+// Both transports, since flush_closes writes to either from an interrupt.
+func TestCloseBatches(t *testing.T) {
+	privtest.Require(t)
+	for _, v := range []struct {
+		name               string
+		ringbuf, unbatched bool
+	}{{"ringbuf", true, false}, {"perf", false, false}, {"ringbuf_unbatched", true, true}} {
+		t.Run(v.name, func(t *testing.T) {
+			obs, err := Load(Options{Ringbuf: v.ringbuf, RingbufBytes: 1 << 22, ConnMapType: ebpf.Hash,
+				MaxConnections: 4096, SampleRate: 1, Unbatched: v.unbatched})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer obs.Close()
+			next := rawRecords(t, obs, v.ringbuf)
+
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() { // closes each connection at once: both ends close
+				for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
+					c.Close()
+				}
+			}()
+			server := uint16(ln.Addr().(*net.TCPAddr).Port)
+			dial := func(n int) map[uint16]int {
+				ports := map[uint16]int{}
+				for range n {
+					c, err := net.Dial("tcp4", ln.Addr().String())
+					if err != nil {
+						t.Fatal(err)
+					}
+					ports[uint16(c.LocalAddr().(*net.TCPAddr).Port)] = 0
+					io.Copy(io.Discard, c) // until the server's FIN: both ends close
+					c.Close()
+				}
+				return ports
+			}
+			// collect counts each connection's close records (client and
+			// server side) until all arrived, and the closes per record.
+			collect := func(ports map[uint16]int) (perRecord []int) {
+				deadline := time.Now().Add(5 * time.Second)
+				missing := 2 * len(ports)
+				for missing > 0 && time.Now().Before(deadline) {
+					if err := obs.FlushCloses(); err != nil {
+						t.Fatal(err)
+					}
+					for {
+						evs, ok := next()
+						if !ok {
+							break
+						}
+						perRecord = append(perRecord, len(evs))
+						for _, ev := range evs {
+							st := &ev.State
+							p := st.Sport
+							if p == server {
+								p = st.Dport
+							} else if st.Dport != server {
+								continue
+							}
+							if seen, ours := ports[p]; ours {
+								ports[p] = seen + 1
+								if seen < 2 {
+									missing--
+								}
+							}
+						}
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				for p, seen := range ports {
+					if seen != 2 {
+						t.Errorf("connection from port %d: %d close records, want 2 (client and server)", p, seen)
+					}
+				}
+				return perRecord
+			}
+
+			perRecord := collect(dial(200))
+			most := 0
+			for _, n := range perRecord {
+				most = max(most, n)
+			}
+			switch {
+			case v.unbatched && most != 1:
+				t.Errorf("unbatched: a transport record carried %d closes", most)
+			case !v.unbatched && most < 2:
+				t.Errorf("batched: 400 closes left in %d records of one close each", len(perRecord))
+			}
+			// A lone connection's two closes sit in partial batches until
+			// FlushCloses sends them on.
+			collect(dial(1))
+		})
+	}
+}
+
+// rawRecords returns a reader of the transport's records as the kernel
+// wrote them: the closes of one batch each (false: none waiting now).
+func rawRecords(t *testing.T, obs *Observer, ring bool) func() ([]bpf.TcpobsConnEvent, bool) {
+	t.Helper()
+	var raw func() ([]byte, bool)
+	if ring {
+		rd, err := ringbuf.NewReader(obs.Objs.EventsRb)
+		read := readNow[ringbuf.Record](t, rd, err)
+		raw = func() ([]byte, bool) {
+			rec, err := read()
+			return rec.RawSample, err == nil
+		}
+	} else {
+		rd, err := perf.NewReader(obs.Objs.EventsPerf, 1<<20)
+		read := readNow[perf.Record](t, rd, err)
+		raw = func() ([]byte, bool) {
+			rec, err := read()
+			if err == nil && rec.LostSamples > 0 {
+				t.Errorf("perf buffer lost %d records", rec.LostSamples)
+			}
+			return rec.RawSample, err == nil && rec.LostSamples == 0
+		}
+	}
+	var b bpf.TcpobsCloseBatch
+	hdr, size := int(unsafe.Offsetof(b.Ev)), int(unsafe.Sizeof(b.Ev[0]))
+	return func() ([]bpf.TcpobsConnEvent, bool) {
+		rec, ok := raw()
+		if !ok {
+			return nil, false
+		}
+		n := int(binary.LittleEndian.Uint32(rec))
+		if n < 1 || n > len(b.Ev) || len(rec) < hdr+n*size {
+			t.Fatalf("malformed batch: n=%d in %d bytes", n, len(rec))
+		}
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&b)), hdr+n*size), rec)
+		return b.Ev[:n], true
+	}
+}
+
+// deadlineReader is what ringbuf.Reader and perf.Reader have in common.
+type deadlineReader[R any] interface {
+	SetDeadline(time.Time)
+	Read() (R, error)
+	Close() error
+}
+
+// readNow returns a read of rd that does not wait (the reader is closed at
+// the test's end; err is the reader's opening error).
+func readNow[R any](t *testing.T, rd deadlineReader[R], err error) func() (R, error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	return func() (R, error) {
+		rd.SetDeadline(time.Now())
+		return rd.Read()
 	}
 }

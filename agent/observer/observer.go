@@ -273,7 +273,7 @@ func (ob *Observer) Handler() http.Handler {
 
 func (ob *Observer) readLoop() error {
 	var ev reader.Event
-	var warned bool
+	var warned, warnedFlush bool
 	drain := drainInterval(ob.cfg.FlushInterval)
 	for {
 		err := ob.events.Read(&ev)
@@ -291,6 +291,12 @@ func (ob *Observer) readLoop() error {
 			}
 		}
 		ob.events.Wait(drain)
+		// Records in CPUs' partial batches join the transport now, so
+		// none waits longer than a drain interval.
+		if err := ob.kern.FlushCloses(); err != nil && !warnedFlush {
+			ob.log.Warn("close records not flushed from the kernel's batches; they wait for more closes on their CPU", "err", err)
+			warnedFlush = true
+		}
 	}
 }
 
@@ -365,7 +371,7 @@ func (ob *Observer) UserCounters() map[string]uint64 {
 }
 
 func (ob *Observer) Features() map[string]bool {
-	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats != runstats.Off, "percpu_merge": true, "tp_btf": true, "live_from_sockets": true}
+	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats != runstats.Off, "percpu_merge": true, "tp_btf": true, "live_from_sockets": true, "close_batches": true}
 	for f := range ob.kern.Disabled {
 		out[f] = false
 	}

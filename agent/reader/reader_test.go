@@ -139,6 +139,62 @@ func TestDecodeRejectsShortRecords(t *testing.T) {
 	}
 }
 
+// rawBatch is a transport record: close_batch's header, then the records.
+func rawBatch(n int, evs ...[]byte) []byte {
+	b := make([]byte, batchHeader)
+	binary.LittleEndian.PutUint32(b, uint32(n))
+	binary.LittleEndian.PutUint32(b[4:], 1) // busy: set while the kernel sent it
+	for _, ev := range evs {
+		b = append(b, ev...)
+	}
+	return b
+}
+
+func TestBatchHeaderMatchesKernel(t *testing.T) {
+	if batchHeader != 8 || maxBatch != 8 {
+		t.Errorf("close_batch: records at offset %d, %d of them; tcpobs.h has 8 and CLOSE_BATCH 8", batchHeader, maxBatch)
+	}
+}
+
+// A batch yields its records in order and nothing after them, even where the
+// transport padded the record.
+func TestBatchYieldsEachRecordOnce(t *testing.T) {
+	a, b, c := rawEvent(0), rawEvent(0), rawEvent(0)
+	binary.LittleEndian.PutUint64(b, 2)
+	binary.LittleEndian.PutUint64(c, 3)
+	var cur batch
+	if err := cur.load(append(rawBatch(2, a, b), c...)); err != nil { // c: past n, ignored
+		t.Fatal(err)
+	}
+	var got []uint64
+	var ev Event
+	for cur.next(&ev) {
+		got = append(got, ev.Sk)
+	}
+	if len(got) != 2 || got[0] != 0xffff888012345678 || got[1] != 2 {
+		t.Errorf("batch of 2 yielded sockets %x", got)
+	}
+}
+
+func TestBatchRejectsMalformedRecords(t *testing.T) {
+	ev := rawEvent(0)
+	for name, raw := range map[string][]byte{
+		"no header":        make([]byte, batchHeader-1),
+		"empty batch":      rawBatch(0, ev),
+		"n past the array": rawBatch(maxBatch+1, ev),
+		"short of n":       rawBatch(2, ev),
+		"torn record":      rawBatch(1, ev[:eventSize-1]),
+	} {
+		var cur batch
+		if err := cur.load(raw); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if cur.next(new(Event)) {
+			t.Errorf("%s: yielded a record after the error", name)
+		}
+	}
+}
+
 func TestDecodeDoesNotAllocate(t *testing.T) {
 	raw := rawEvent(0)
 	var ev Event
@@ -148,6 +204,21 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("decode allocates %.1f times per record, want 0", n)
+	}
+}
+
+func TestBatchDoesNotAllocate(t *testing.T) {
+	raw := rawBatch(3, rawEvent(0), rawEvent(0), rawEvent(0))
+	var cur batch
+	var ev Event
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := cur.load(raw); err != nil {
+			panic(err)
+		}
+		for cur.next(&ev) {
+		}
+	}); n != 0 {
+		t.Errorf("walking a batch allocates %.1f times, want 0", n)
 	}
 }
 

@@ -11,22 +11,25 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/privtest"
 )
 
-// ringWriter loads a program that writes one record of eventSize bytes into
-// rb with the given bpf_ringbuf_output flags each time it runs.
+// ringWriter loads a program that writes one batch of one zeroed close
+// record into rb with the given bpf_ringbuf_output flags each time it runs.
 func ringWriter(t *testing.T, rb *ebpf.Map, flags int64) *ebpf.Program {
 	t.Helper()
+	size := batchHeader + eventSize
 	insns := asm.Instructions{
-		// A zeroed record on the stack: eventSize bytes below r10.
+		// The batch on the stack, size bytes below r10: zeroes, then n = 1.
 		asm.Mov.Imm(asm.R1, 0),
 	}
-	for off := 8; off <= eventSize; off += 8 {
+	for off := 8; off <= size; off += 8 {
 		insns = append(insns, asm.StoreMem(asm.RFP, int16(-off), asm.R1, asm.DWord))
 	}
 	insns = append(insns,
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreMem(asm.RFP, int16(-size), asm.R1, asm.Word),
 		asm.LoadMapPtr(asm.R1, rb.FD()),
 		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -int32(eventSize)),
-		asm.Mov.Imm(asm.R3, int32(eventSize)),
+		asm.Add.Imm(asm.R2, -int32(size)),
+		asm.Mov.Imm(asm.R3, int32(size)),
 		asm.Mov.Imm(asm.R4, int32(flags)),
 		asm.FnRingbufOutput.Call(),
 		asm.Mov.Imm(asm.R0, 0),
