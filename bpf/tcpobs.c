@@ -246,6 +246,12 @@ static __always_inline void emit(void *ctx, struct close_batch *b)
 		return;
 	}
 	__u64 size = offsetof(struct close_batch, ev) + (__u64)n * sizeof(struct conn_event);
+	// The compiler knows size fits and would drop this check; hidden from
+	// it, the check gives the verifier the bound its own arithmetic on n
+	// can lose (a multiply becomes shifts and adds).
+	barrier_var(size);
+	if (size > sizeof(*b))
+		return;
 	long err;
 	if (use_ringbuf) {
 		// Wake the reader only once a backlog has piled up; it also
