@@ -250,8 +250,10 @@ static __always_inline void emit(void *ctx, struct close_batch *b)
 	// it, the check gives the verifier the bound its own arithmetic on n
 	// can lose (a multiply becomes shifts and adds).
 	barrier_var(size);
-	if (size > sizeof(*b))
+	if (size > sizeof(*b)) {
+		b->n = 0;
 		return;
+	}
 	long err;
 	if (use_ringbuf) {
 		// Wake the reader only once a backlog has piled up; it also
