@@ -232,6 +232,16 @@ func TestCellsInterleaveByRound(t *testing.T) {
 			}
 		}
 	}
+	// Each round starts one cell further on: the cell that opened round 1
+	// runs second in round 2.
+	for pair, want := range []*results.Cell{off, on} {
+		other := map[*results.Cell]*results.Cell{off: on, on: off}[want]
+		w, _ := span(want, pair)
+		o, _ := span(other, pair)
+		if !w.Before(o) {
+			t.Errorf("round %d did not open with %s", pair+1, want.Key)
+		}
+	}
 }
 
 // A cell left partial by an interrupted run keeps its pairs; resume runs
