@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -35,7 +34,8 @@ const (
 // ErrClosed ends the read loop once Close was called.
 var ErrClosed = errors.New("reader closed")
 
-// Reader yields events; Lost counts records the transport dropped.
+// Reader yields events. Records the transport could not take are counted
+// by the kernel (transport_full), not here.
 //
 // No read blocks in a system call: a goroutine blocked in epoll_wait holds
 // its P there, and the Go runtime's sysmon then keeps waking every 20 us to
@@ -49,7 +49,6 @@ type Reader interface {
 	// Wait returns when records may be waiting: the kernel signalled a
 	// backlog, or d passed.
 	Wait(d time.Duration)
-	Lost() uint64
 	Close() error
 }
 
@@ -167,7 +166,6 @@ func (r *ringReader) Read(ev *Event) error {
 	return fmt.Errorf("read ring buffer: %w", err)
 }
 
-func (r *ringReader) Lost() uint64 { return 0 } // the kernel side counts a full ring
 func (r *ringReader) Close() error { return errors.Join(r.rd.Close(), r.wake.Close()) }
 
 // perfPoll is how often perf buffers are drained: the reader cannot reach the
@@ -176,10 +174,9 @@ func (r *ringReader) Close() error { return errors.Join(r.rd.Close(), r.wake.Clo
 const perfPoll = 25 * time.Millisecond
 
 type perfReader struct {
-	rd   *perf.Reader
-	rec  perf.Record
-	cur  batch
-	lost atomic.Uint64
+	rd  *perf.Reader
+	rec perf.Record
+	cur batch
 }
 
 // NewPerf reads the perf event array m with perCPU bytes per CPU.
@@ -205,9 +202,8 @@ func (r *perfReader) Read(ev *Event) error {
 		switch {
 		case err == nil:
 			if r.rec.LostSamples > 0 {
-				// Batches, not records: the kernel's transport_full
-				// counts the records (the output failed).
-				r.lost.Add(r.rec.LostSamples)
+				// The output failed in the kernel, which counted
+				// the batch's records as transport_full.
 				continue
 			}
 			if err := r.cur.load(r.rec.RawSample); err != nil {
@@ -224,5 +220,4 @@ func (r *perfReader) Read(ev *Event) error {
 	}
 }
 
-func (r *perfReader) Lost() uint64 { return r.lost.Load() }
 func (r *perfReader) Close() error { return r.rd.Close() }
