@@ -72,6 +72,13 @@ func TestVngArgs(t *testing.T) {
 	if slices.Contains(VngArgs(opts, "s"), "--disable-kvm") {
 		t.Error("--disable-kvm with KVM on")
 	}
+	if slices.Contains(VngArgs(opts, "s"), "--verbose") {
+		t.Error("--verbose without KernelLog")
+	}
+	opts.KernelLog = true
+	if a := strings.Join(VngArgs(opts, "s"), " "); !strings.HasSuffix(a, " --verbose --append loglevel=6 --exec bash s") {
+		t.Errorf("KernelLog: want --verbose --append loglevel=6 before --exec: %s", a)
+	}
 }
 
 func TestProjectRoot(t *testing.T) {

@@ -39,7 +39,11 @@ type Options struct {
 	// is shared writable with the guest. Required.
 	StateDir string
 	// Env is exported inside the guest.
-	Env            []string
+	Env []string
+	// KernelLog puts the guest kernel's own messages (boot, oops, panic,
+	// OOM kills) on Stderr next to the command's output, so a guest that dies
+	// leaves its last words behind. vng keeps the console quiet otherwise.
+	KernelLog      bool
 	Stdout, Stderr io.Writer
 }
 
@@ -132,6 +136,13 @@ func VngArgs(opts Options, scriptPath string) []string {
 	if opts.Cwd != "" {
 		args = append(args, "--cwd", opts.Cwd)
 	}
+	if opts.KernelLog {
+		// --verbose shows the console at vng's "debug" level; loglevel=6
+		// (read after it) keeps notices and worse: the banner, warnings,
+		// oopses, OOM kills, hung tasks, not the chatter printing on a
+		// slow emulated console would cost.
+		args = append(args, "--verbose", "--append", "loglevel=6")
+	}
 	return append(args, "--exec", "bash "+scriptPath)
 }
 
@@ -213,6 +224,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 	}
 	res.ExitCode = ExitNoStatus
-	res.Message = fmt.Sprintf("guest %s ended without reporting the command's exit status (vng: %v): the kernel did not boot, panicked, or could not mount the host filesystem; rerun with output visible", opts.Release, werr)
+	res.Message = fmt.Sprintf("guest %s ended without reporting the command's exit status (vng: %v): the kernel did not boot, panicked, or could not mount the host filesystem; %s", opts.Release, werr, lastWordsHint(opts))
 	return res, nil
+}
+
+func lastWordsHint(opts Options) string {
+	if opts.KernelLog {
+		return "its kernel's messages are in the console output"
+	}
+	return "rerun with the kernel's messages on (Options.KernelLog, vng --verbose)"
 }

@@ -225,9 +225,10 @@ func runKernel(ctx context.Context, cfg Config, cache kernels.Cache, version, be
 		Vmlinuz: k.Vmlinuz, Release: k.Release, Command: stepScript(dir, steps),
 		Timeout: limit, CPUs: cfg.CPUs, Memory: cfg.Memory, KVM: p.KVM.Works,
 		Cwd: cfg.Project, RWDirs: rwDirs(cfg.Project, cfg.Out, gocache),
-		StateDir: filepath.Join(cfg.CacheDir, "runs", "matrix-"+k.Release),
-		Env:      append(passEnv(), "GOCACHE="+gocache, "TMPDIR=/tmp"),
-		Stdout:   logf, Stderr: logf,
+		StateDir:  filepath.Join(cfg.CacheDir, "runs", "matrix-"+k.Release),
+		Env:       append(passEnv(), "GOCACHE="+gocache, "TMPDIR=/tmp"),
+		KernelLog: true, // a lost guest's oops, panic or OOM kill lands in console.log
+		Stdout:    logf, Stderr: logf,
 	})
 	s.TotalSeconds = time.Since(t0).Seconds()
 	if err != nil {

@@ -123,6 +123,7 @@ func cmdRun(ctx context.Context, args []string) int {
 	cpus := fs.Int("cpus", 2, "guest CPUs")
 	memory := fs.String("memory", "2G", "guest memory (qemu -m syntax)")
 	kvm := fs.String("kvm", guest.KVMAuto, "auto (probe once, cached), on, or off (TCG)")
+	kernelLog := fs.Bool("kernel-log", false, "also show the guest kernel's messages (notices and worse: warnings, oopses, OOM kills) on stderr")
 	var rw stringList
 	fs.Var(&rw, "rwdir", "extra host directory the guest may write (repeatable)")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -167,7 +168,7 @@ func cmdRun(ctx context.Context, args []string) int {
 		Command: guest.JoinCommand(argv), Timeout: *timeout,
 		CPUs: *cpus, Memory: *memory, KVM: p.KVM.Works,
 		Cwd: wd, RWDirs: append([]string{guest.ProjectRoot(wd)}, rw...), StateDir: state,
-		Env: env,
+		Env: env, KernelLog: *kernelLog,
 	})
 	if err != nil {
 		return fail(err)
