@@ -12,7 +12,7 @@ APT_BUILD := clang-16 llvm-16 libbpf-dev bpftool
 APT_TEST := nftables iproute2 iperf3 sockperf prometheus
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build generate vmlinux test fmt-check vet check-generated unit bench bench-sampling bench-smoke bench-compare calibrate vmtest deps-build deps-test mounts clean
+.PHONY: all build generate vmlinux test fmt-check vet check-generated unit bench bench-sampling bench-target bench-smoke bench-compare calibrate vmtest deps-build deps-test mounts clean
 
 all: build
 
@@ -76,6 +76,9 @@ bench: deps-test mounts build
 # the sampling curve on connection churn (~10 min): results/sampling/
 bench-sampling: deps-test mounts build
 	$(BIN)/bench run --profile sampling --out results/sampling
+
+bench-target: deps-test mounts build
+	$(BIN)/bench run --profile target --out results/target
 
 bench-smoke: deps-test mounts build
 	$(BIN)/bench run --profile smoke --out $${OUT:-/tmp/bench-smoke}

@@ -6,7 +6,7 @@ import (
 )
 
 func TestEmbeddedProfilesLoad(t *testing.T) {
-	for _, name := range []string{"smoke", "quick", "full", "sampling"} {
+	for _, name := range []string{"smoke", "quick", "full", "sampling", "target"} {
 		p, err := Load(name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -15,7 +15,7 @@ func TestEmbeddedProfilesLoad(t *testing.T) {
 			t.Errorf("%s: no cells", name)
 		}
 	}
-	if got := Names(); strings.Join(got, ",") != "full,quick,sampling,smoke" {
+	if got := Names(); strings.Join(got, ",") != "full,quick,sampling,smoke,target" {
 		t.Errorf("Names() = %v", got)
 	}
 }
