@@ -232,5 +232,5 @@ func lastWordsHint(opts Options) string {
 	if opts.KernelLog {
 		return "its kernel's messages are in the console output"
 	}
-	return "rerun with the kernel's messages on (Options.KernelLog, vng --verbose)"
+	return "rerun with `vmtest run --kernel-log` to see the kernel's messages"
 }
