@@ -185,8 +185,11 @@ static __always_inline void on_connect(struct sock *sk, struct tcp_sock *tp, __u
 	count(STAT_OPEN_ACTIVE);
 }
 
-// Baselines: bytes_acked may count the SYN, so live "sent" is measured from
-// the value at establishment.
+// Where live counters ride on ACKs, "sent" is bytes_acked, which may count
+// the SYN: it is measured from its value at establishment. Where conns_live
+// reads them, "sent" is the payload sent so far, with no baseline, and an
+// active open needs nothing here: conns_live learns its source port and
+// establishment from the socket, which spares a map lookup per connection.
 static __always_inline void on_established(struct sock *sk, struct tcp_sock *tp, __u64 key,
 					  int passive, const int btf)
 {
@@ -212,8 +215,10 @@ static __always_inline void on_established(struct sock *sk, struct tcp_sock *tp,
 	}
 	read_tuple(sk, tp, st, btf);
 	st->flags |= FLAG_ESTABLISHED;
-	st->acked_base = RD(btf, tp, bytes_acked);
-	st->bytes_acked = st->acked_base;
+	if (live_from_acks) {
+		st->acked_base = RD(btf, tp, bytes_acked);
+		st->sent = st->acked_base;
+	}
 	if (st == &fresh)
 		put_state(key, st);
 }
@@ -377,7 +382,7 @@ static __always_inline void on_set_state(void *ctx, struct sock *sk, struct tcp_
 	if (newstate == TCP_SYN_SENT) {
 		on_connect(sk, tp, key, btf);
 	} else if (newstate == TCP_ESTABLISHED) {
-		if (oldstate == TCP_SYN_SENT)
+		if (oldstate == TCP_SYN_SENT && live_from_acks)
 			on_established(sk, tp, key, 0, btf);
 		else if (oldstate == TCP_SYN_RECV)
 			on_established(sk, tp, key, 1, btf);
@@ -537,7 +542,7 @@ int sock_ops(struct bpf_sock_ops *skops)
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here and never run ahead.
 	if (skops->state == TCP_ESTABLISHED) {
-		st->bytes_acked = skops->bytes_acked;
+		st->sent = skops->bytes_acked;
 		st->bytes_received = skops->bytes_received;
 	}
 	st->srtt_us = skops->srtt_us >> 3;
@@ -560,21 +565,21 @@ static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unu
 {
 	struct sock *sk = (struct sock *)*key;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	if (!(st->flags & FLAG_ESTABLISHED)) {
-		// A connect still in SYN_SENT: its source port was bound right
-		// after the transition that created the entry.
-		if (!st->sport && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_SYN_SENT &&
-		    __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) == st->dport)
-			st->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (__builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) != st->dport)
 		return 0;
-	}
+	// An active open's source port is bound right after the transition
+	// that created its entry, and its establishment is seen here first.
+	if (!st->sport && (state == TCP_SYN_SENT || state == TCP_ESTABLISHED))
+		st->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here.
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED ||
-	    BPF_CORE_READ(sk, __sk_common.skc_num) != st->sport ||
-	    __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) != st->dport)
+	if (state != TCP_ESTABLISHED || BPF_CORE_READ(sk, __sk_common.skc_num) != st->sport)
 		return 0;
-	st->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	st->flags |= FLAG_ESTABLISHED;
+	// What the close record will count (sent less retransmitted), so the
+	// live value never runs ahead of the final one.
+	st->sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
 	st->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	st->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);

@@ -55,9 +55,10 @@ struct listener_key {
 struct conn_state {
 	__u64 start_ns;
 	__u64 updated_ns;     /* last sampled per-ACK update */
-	__u64 acked_base;     /* bytes_acked at ESTABLISHED (the SYN may count) */
-	__u64 bytes_acked;    /* live, per sampled ACK */
-	__u64 bytes_received; /* live, per sampled ACK */
+	__u64 acked_base;     /* per-ACK mode: bytes_acked at ESTABLISHED (the SYN may count) */
+	__u64 sent;           /* live payload sent, less acked_base: bytes acked as of the last
+	                         sampled ACK (per-ACK mode) or bytes sent as of the last flush */
+	__u64 bytes_received; /* live, as of the last sampled ACK or flush */
 	struct owner owner;
 	__u32 retransmits;    /* live, every retransmission */
 	__u32 total_retrans;  /* live, per sampled ACK */

@@ -51,7 +51,7 @@ type TcpobsConnState struct {
 	StartNs       uint64
 	UpdatedNs     uint64
 	AckedBase     uint64
-	BytesAcked    uint64
+	Sent          uint64
 	BytesReceived uint64
 	Owner         TcpobsOwner
 	Retransmits   uint32

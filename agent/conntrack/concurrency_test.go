@@ -50,7 +50,7 @@ func TestConcurrentUse(t *testing.T) {
 			for sk := uint64(0); sk < 64; sk += 2 {
 				s := proto
 				s.StartNs = uint64(time.Now().UnixNano()) - 500*(i%3)
-				s.BytesAcked, s.RttSamples = i, uint32(i)
+				s.Sent, s.RttSamples = i, uint32(i)
 				tb.Observe(sk, &s)
 			}
 			tb.EndFlush()

@@ -174,8 +174,8 @@ func (t *Table) Observe(sk uint64, s *State) {
 		t.fill(c, s)
 	}
 	c.seenFlush = t.flushes
-	if s.Flags&FlagEstablished != 0 && s.BytesAcked >= s.AckedBase {
-		c.BytesSent = max(c.BytesSent, s.BytesAcked-s.AckedBase)
+	if s.Flags&FlagEstablished != 0 && s.Sent >= s.AckedBase {
+		c.BytesSent = max(c.BytesSent, s.Sent-s.AckedBase)
 		c.BytesReceived = max(c.BytesReceived, s.BytesReceived)
 	}
 	c.Retransmits = max(c.Retransmits, uint64(s.Retransmits), uint64(s.TotalRetrans))

@@ -111,7 +111,7 @@ func TestOpenThenClosedKeepsOneSeries(t *testing.T) {
 	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
 	st := curl.state(t)
 	live := st
-	live.AckedBase, live.BytesAcked, live.BytesReceived = 1, 501, 300 // the SYN counts in bytes_acked
+	live.AckedBase, live.Sent, live.BytesReceived = 1, 501, 300 // the SYN counts in bytes_acked
 	live.Retransmits, live.SrttUs, live.SndCwnd = 2, 900, 12
 	observe(tb, map[uint64]conntrack.State{0xa: live})
 
@@ -298,7 +298,7 @@ func TestCloseWaitsForFlush(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	live := st
-	live.BytesAcked = 5 // read by the batch before the socket closed
+	live.Sent = 5 // read by the batch before the socket closed
 	tb.Observe(0xa, &live)
 	tb.EndFlush()
 	<-done
@@ -316,7 +316,7 @@ func TestCloseWaitsForFlush(t *testing.T) {
 func TestOpenMissingFromTwoFlushesIsRetired(t *testing.T) {
 	tb, clk := newTable(conntrack.Options{MaxSeries: 10})
 	st := curl.state(t)
-	st.AckedBase, st.BytesAcked = 1, 43
+	st.AckedBase, st.Sent = 1, 43
 	observe(tb, map[uint64]conntrack.State{0xa: st})
 	clk.set(2 * time.Second)
 	observe(tb, nil)
@@ -368,7 +368,7 @@ func TestRollupNeverShrinks(t *testing.T) {
 	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
 	st := curl.state(t)
 	live := st
-	live.AckedBase, live.BytesAcked, live.BytesReceived = 0, 1000, 900
+	live.AckedBase, live.Sent, live.BytesReceived = 0, 1000, 900
 	live.Retransmits, live.TotalRetrans = 5, 5
 	live.RttSamples, live.RttSumUs, live.RttHist[3] = 10, 80, 10
 	observe(tb, map[uint64]conntrack.State{1: live})
@@ -392,7 +392,7 @@ func TestRollupNeverShrinks(t *testing.T) {
 	st2 := st
 	st2.StartNs = ktime(3 * time.Second)
 	live2 := st2
-	live2.BytesAcked = 100
+	live2.Sent = 100
 	observe(tb, map[uint64]conntrack.State{2: live2})
 	tb.Close(closeRec{sk: 2, end: 4 * time.Second, sent: 150}.event(st2))
 	if r := onlyRollup(t, tb); r.BytesSent != 1150 {

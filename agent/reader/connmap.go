@@ -123,7 +123,7 @@ func MergeState(dst, src *State) {
 	if src.UpdatedNs > dst.UpdatedNs {
 		dst.UpdatedNs, dst.SrttUs, dst.SndCwnd = src.UpdatedNs, src.SrttUs, src.SndCwnd
 	}
-	dst.BytesAcked = max(dst.BytesAcked, src.BytesAcked)
+	dst.Sent = max(dst.Sent, src.Sent)
 	dst.BytesReceived = max(dst.BytesReceived, src.BytesReceived)
 	dst.TotalRetrans = max(dst.TotalRetrans, src.TotalRetrans)
 	dst.Retransmits += src.Retransmits

@@ -8,7 +8,7 @@ func cpuShares() [3]State {
 	var s [3]State
 
 	s[0].UpdatedNs, s[0].SrttUs, s[0].SndCwnd = 300, 1100, 30 // the latest update
-	s[0].BytesAcked, s[0].BytesReceived, s[0].TotalRetrans = 5000, 700, 4
+	s[0].Sent, s[0].BytesReceived, s[0].TotalRetrans = 5000, 700, 4
 	s[0].Retransmits, s[0].RttSamples, s[0].RttSumUs = 1, 2, 20
 	s[0].RttHist[1], s[0].RttHist[4] = 1, 1
 	s[0].Flags = 1 << 2
@@ -18,7 +18,7 @@ func cpuShares() [3]State {
 	s[1].Family, s[1].Sport, s[1].Dport = 2, 8080, 51000
 	s[1].Saddr[0], s[1].Daddr[0] = 10, 11
 	s[1].UpdatedNs, s[1].SrttUs, s[1].SndCwnd = 200, 999, 20
-	s[1].BytesAcked, s[1].BytesReceived, s[1].TotalRetrans = 3000, 900, 6
+	s[1].Sent, s[1].BytesReceived, s[1].TotalRetrans = 3000, 900, 6
 	s[1].Retransmits, s[1].RttSamples, s[1].RttSumUs = 2, 3, 30
 	s[1].RttHist[1], s[1].RttHist[2] = 2, 1
 	s[1].Flags = 1
@@ -26,7 +26,7 @@ func cpuShares() [3]State {
 	s[2].StartNs, s[2].AckedBase, s[2].Direction = 150, 9, 1
 	s[2].Owner.Pid, s[2].Owner.CgroupId = 9, 90
 	s[2].UpdatedNs, s[2].SrttUs = 50, 5
-	s[2].BytesAcked = 10
+	s[2].Sent = 10
 	s[2].Retransmits, s[2].RttSamples, s[2].RttSumUs = 4, 1, 7
 	s[2].RttHist[2] = 1
 	return s
@@ -52,8 +52,8 @@ func TestMergeState(t *testing.T) {
 			t.Errorf("order %v: updated=%d srtt=%d cwnd=%d, want CPU 0's 300 1100 30", order, m.UpdatedNs, m.SrttUs, m.SndCwnd)
 		}
 		// Cumulative counters: the largest.
-		if m.BytesAcked != 5000 || m.BytesReceived != 900 || m.TotalRetrans != 6 {
-			t.Errorf("order %v: acked=%d received=%d total_retrans=%d, want maxima 5000 900 6", order, m.BytesAcked, m.BytesReceived, m.TotalRetrans)
+		if m.Sent != 5000 || m.BytesReceived != 900 || m.TotalRetrans != 6 {
+			t.Errorf("order %v: acked=%d received=%d total_retrans=%d, want maxima 5000 900 6", order, m.Sent, m.BytesReceived, m.TotalRetrans)
 		}
 		// Per-CPU event counts: the sum.
 		if m.Retransmits != 7 || m.RttSamples != 6 || m.RttSumUs != 57 {

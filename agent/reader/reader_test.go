@@ -99,7 +99,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 	var in Event
 	in.Sk, in.EndNs, in.BytesSent, in.BytesReceived = 1, 2, 3, 4
 	in.TotalRetrans, in.SrttUs, in.RttvarUs, in.SndCwnd, in.OldState = 5, 6, 7, 8, 9
-	in.State.StartNs, in.State.UpdatedNs, in.State.AckedBase, in.State.BytesAcked = 10, 11, 12, 13
+	in.State.StartNs, in.State.UpdatedNs, in.State.AckedBase, in.State.Sent = 10, 11, 12, 13
 	in.State.Owner.Pid, in.State.Owner.CgroupId = 14, 15
 	in.State.RttSumUs, in.State.Family, in.State.Sport, in.State.Dport = 16, 2, 17, 18
 	for i := range in.State.RttHist {

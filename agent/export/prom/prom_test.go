@@ -83,7 +83,7 @@ func fixedTable(t testing.TB) *conntrack.Table {
 	tb.Close(ev)
 
 	live := state("[fd00::1]:8080", "[fd00::9]:51000", 99, "nginx", 0, 2*time.Second, conntrack.DirPassive, est)
-	live.AckedBase, live.BytesAcked, live.BytesReceived = 1, 501, 300
+	live.AckedBase, live.Sent, live.BytesReceived = 1, 501, 300
 	tb.BeginFlush()
 	tb.Observe(2, &live)
 	tb.EndFlush()
