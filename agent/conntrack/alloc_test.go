@@ -1,6 +1,7 @@
 package conntrack_test
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -20,8 +21,8 @@ type workload struct {
 
 const batch = 64
 
-func newWorkload(tb testing.TB, maxSeries int) *workload {
-	t, clk := newTable(conntrack.Options{MaxSeries: maxSeries, Retention: 30 * time.Second})
+func newWorkload(tb testing.TB, maxSeries int, r conntrack.Resolver) *workload {
+	t, clk := newTable(conntrack.Options{MaxSeries: maxSeries, Retention: 30 * time.Second, Resolver: r})
 	w := &workload{tb: t, clk: clk, evs: make([]bpf.TcpobsConnEvent, batch)}
 	for i := range w.evs {
 		sp := spec{src: "10.0.0.1:40000", dst: "10.0.0.2:5432", pid: 4242, comm: "psql",
@@ -60,7 +61,7 @@ func TestTableCloseAllocations(t *testing.T) {
 		series int
 	}{{"rollups only (over the series cap)", 0}, {"with per-connection series", 1 << 20}} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorkload(t, tc.series)
+			w := newWorkload(t, tc.series, nil)
 			for range 5 { // warm up: maps, free list, order slice at their steady sizes
 				w.run()
 			}
@@ -74,12 +75,18 @@ func TestTableCloseAllocations(t *testing.T) {
 }
 
 func BenchmarkTableClose(b *testing.B) {
+	// A resolver that knows the owner and the peer, as in a cluster.
+	pods := fakeResolver{
+		workloads: map[uint64]conntrack.Workload{0: {ContainerID: "c1", PodUID: "u1", Pod: "client", Namespace: "shop"}},
+		peers:     map[netip.Addr][2]string{netip.MustParseAddr("10.0.0.2"): {"shop", "db"}},
+	}
 	for _, bc := range []struct {
-		name   string
-		series int
-	}{{"rollups-only", 0}, {"with-series", 1 << 20}} {
+		name     string
+		series   int
+		resolver conntrack.Resolver
+	}{{"rollups-only", 0, nil}, {"with-series", 1 << 20, nil}, {"with-series-and-pods", 1 << 20, pods}} {
 		b.Run(bc.name, func(b *testing.B) {
-			w := newWorkload(b, bc.series)
+			w := newWorkload(b, bc.series, bc.resolver)
 			w.run()
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -51,6 +51,22 @@ type Workload struct {
 	ContainerID, PodUID, Pod, Namespace string
 }
 
+// ownerKey is what the kernel says of a connection's owner; owner is what
+// the table makes of it.
+type ownerKey struct {
+	cgroupID uint64
+	pid      uint32
+	comm     [16]int8
+}
+
+type owner struct {
+	process  string
+	workload Workload
+}
+
+// peer is the pod a remote address belongs to (empty if none).
+type peer struct{ namespace, pod string }
+
 // Resolver supplies workload context; implemented by the metadata package.
 type Resolver interface {
 	Workload(cgroupID uint64, pid uint32) Workload

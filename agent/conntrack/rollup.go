@@ -100,17 +100,16 @@ func (t *Table) rollupFor(c *Conn) *Rollup {
 		k.ServicePort = c.SrcPort
 	}
 	if t.opt.Resolver != nil && c.DstIP.IsValid() {
-		if ns, pod, ok := t.opt.Resolver.Peer(c.DstIP.Unmap()); ok {
-			k.RemoteNamespace, k.RemotePod = ns, pod
+		p, ok := t.recentPeers.get(k.RemoteIP, t.flushes)
+		if !ok {
+			p.namespace, p.pod, _ = t.opt.Resolver.Peer(k.RemoteIP)
+			t.recentPeers.put(k.RemoteIP, t.flushes, p)
 		}
+		k.RemoteNamespace, k.RemotePod = p.namespace, p.pod
 	}
-	// Consecutive connections mostly share one of a few rollups (a client
-	// and the service it calls, both ends on one host): skip the map's
-	// hashing of five strings for them.
-	for _, r := range t.recent {
-		if r != nil && r.Key == k {
-			return r
-		}
+	// Rollups never change: a remembered one stays good across generations.
+	if r, ok := t.recentRollups.get(k, 0); ok {
+		return r
 	}
 	r := t.rollups[k]
 	if r == nil {
@@ -118,8 +117,7 @@ func (t *Table) rollupFor(c *Conn) *Rollup {
 		r.values = k.Values()
 		t.rollups[k] = r
 	}
-	t.recent[t.nextRecent] = r
-	t.nextRecent = (t.nextRecent + 1) % len(t.recent)
+	t.recentRollups.put(k, 0, r)
 	return r
 }
 

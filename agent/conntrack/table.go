@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -28,20 +29,21 @@ type Counters struct {
 // Table is safe for concurrent use: the event reader, the flusher and
 // scrapes each take the lock briefly.
 type Table struct {
-	opt        Options
-	mu         sync.Mutex
-	open       map[uint64]*Conn  // by socket address
-	lost       map[connKey]*Conn // retired without a close record (rare): a late record completes them
-	order      []*Conn           // closed connections in close order, for eviction
-	rollups    map[RollupKey]*Rollup
-	recent     [4]*Rollup // the rollups used last, round robin
-	nextRecent int
-	slab       []Conn // Conns are carved from chunks: one allocation per 256 connections
-	series     int
-	flushes    uint64
-	procs      map[[16]byte]string // interned command names
-	free       []*Conn
-	ctr        Counters
+	opt           Options
+	mu            sync.Mutex
+	open          map[uint64]*Conn  // by socket address
+	lost          map[connKey]*Conn // retired without a close record (rare): a late record completes them
+	order         []*Conn           // closed connections in close order, for eviction
+	rollups       map[RollupKey]*Rollup
+	recentRollups recent[RollupKey, *Rollup]
+	recentOwners  recent[ownerKey, owner]
+	recentPeers   recent[netip.Addr, peer]
+	slab          []Conn // Conns are carved from chunks: one allocation per 256 connections
+	series        int
+	flushes       uint64
+	procs         map[[16]byte]string // interned command names
+	free          []*Conn
+	ctr           Counters
 }
 
 // New returns an empty table.
@@ -106,11 +108,17 @@ func (t *Table) fill(c *Conn, s *State) {
 	}
 	if c.PID == 0 && s.Owner.Pid != 0 {
 		c.PID = s.Owner.Pid
-		c.Process = t.procName(s.Owner.Comm)
 		c.CgroupID = s.Owner.CgroupId
-		if t.opt.Resolver != nil {
-			c.Workload = t.opt.Resolver.Workload(c.CgroupID, c.PID)
+		k := ownerKey{c.CgroupID, c.PID, s.Owner.Comm}
+		o, ok := t.recentOwners.get(k, t.flushes)
+		if !ok {
+			o.process = t.procName(s.Owner.Comm)
+			if t.opt.Resolver != nil {
+				o.workload = t.opt.Resolver.Workload(c.CgroupID, c.PID)
+			}
+			t.recentOwners.put(k, t.flushes, o)
 		}
+		c.Process, c.Workload = o.process, o.workload
 	}
 	if c.Direction == DirUnknown {
 		c.Direction = Direction(s.Direction)

@@ -557,3 +557,45 @@ func TestRTTCountIsBucketSum(t *testing.T) {
 		t.Errorf("count %d, buckets sum %d; want 3 and 3", r.RTT.Count, sum)
 	}
 }
+
+// TestResolverAskedAgainEachFlush: consecutive connections of one owner and
+// peer reuse the resolver's answers within a flush interval, and a pod that
+// appears (or an owner that moves) is seen from the next flush on.
+func TestResolverAskedAgainEachFlush(t *testing.T) {
+	r := fakeResolver{workloads: map[uint64]conntrack.Workload{}, peers: map[netip.Addr][2]string{}}
+	tb, _ := newTable(conntrack.Options{MaxSeries: 10, Resolver: r})
+	closeOne := func(sk uint64) conntrack.Conn {
+		t.Helper()
+		st := spec{src: "10.0.0.1:40000", dst: "10.0.0.2:5432", pid: 4242, comm: "psql", cgroup: 77,
+			start: time.Duration(sk) * time.Second, dir: conntrack.DirActive, flags: est}.state(t)
+		tb.Close(closeRec{sk: sk, end: time.Duration(sk)*time.Second + time.Millisecond}.event(st))
+		for _, c := range conns(tb) {
+			if c.Opened.Equal(ktimeToWall(ktime(time.Duration(sk) * time.Second))) {
+				return c
+			}
+		}
+		t.Fatalf("connection %d not in the table", sk)
+		return conntrack.Conn{}
+	}
+	if c := closeOne(1); c.Workload.Pod != "" {
+		t.Fatalf("pod %q before the resolver knew one", c.Workload.Pod)
+	}
+	r.workloads[77] = conntrack.Workload{Pod: "web-0", Namespace: "shop"}
+	r.peers[netip.MustParseAddr("10.0.0.2")] = [2]string{"data", "db-0"}
+	if c := closeOne(2); c.Workload.Pod != "" {
+		t.Errorf("pod %q within the same flush interval: the answer was not reused", c.Workload.Pod)
+	}
+	tb.BeginFlush()
+	tb.EndFlush()
+	c := closeOne(3)
+	if c.Workload.Pod != "web-0" {
+		t.Errorf("pod %q after a flush, want web-0", c.Workload.Pod)
+	}
+	var found bool
+	for k := range rollups(tb) {
+		found = found || k.Pod == "web-0" && k.RemotePod == "db-0"
+	}
+	if !found {
+		t.Errorf("no rollup of pod web-0 calling db-0 after a flush: %v", rollups(tb))
+	}
+}
