@@ -569,8 +569,9 @@ static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unu
 	if (__builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) != st->dport)
 		return 0;
 	// An active open's source port is bound right after the transition
-	// that created its entry, and its establishment is seen here first.
-	if (!st->sport && (state == TCP_SYN_SENT || state == TCP_ESTABLISHED))
+	// that created its entry (0 again once the socket is closed), and its
+	// establishment is seen here first.
+	if (!st->sport)
 		st->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here.

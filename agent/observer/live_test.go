@@ -31,30 +31,7 @@ func TestLiveBytesWhileOpen(t *testing.T) {
 					t.Skip("per-ACK live counters thin with the sample rate")
 				}
 			}
-			ln, err := net.Listen("tcp4", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			accepted := make(chan net.Conn, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					close(accepted)
-					return
-				}
-				accepted <- c
-			}()
-			client, err := net.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			server, ok := <-accepted
-			if !ok {
-				t.Fatal("accept failed")
-			}
-			defer server.Close()
+			client, server, ln := loopbackPair(t)
 
 			var sentC, sentS int64
 			for round, size := range []int{1000, 70_000, 333} {
@@ -98,4 +75,35 @@ func TestLiveBytesWhileOpen(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loopbackPair connects a client to a fresh IPv4 loopback listener and
+// returns both ends and the listener; all three close when the test ends.
+func loopbackPair(t *testing.T) (client, server net.Conn, ln net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server, ln
 }

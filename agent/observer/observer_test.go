@@ -368,3 +368,25 @@ func TestPreexistingListenerOwnsAcceptedConnections(t *testing.T) {
 		return v == 1000, fmt.Sprintf("server series for pid %s: %v; on its port: %v", l["pid"], v, got)
 	})
 }
+
+// TestHalfClosedConnectShowsItsSourcePort: an active open that no flush saw
+// while ESTABLISHED (it sent its FIN at once) still gets its source port at
+// the next flush, while it waits in FIN_WAIT2 for a peer that does not close.
+func TestHalfClosedConnectShowsItsSourcePort(t *testing.T) {
+	ob := start(t, nil)
+	if !ob.kern.LiveFromSockets() {
+		t.Skip("live counters ride on ACKs here: the ESTABLISHED transition records the tuple")
+	}
+	c, _, ln := loopbackPair(t)
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	local := c.LocalAddr().(*net.TCPAddr)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	want := map[string]string{"dst_port": port, "src_port": strconv.Itoa(local.Port)}
+	eventually(t, 5*ob.cfg.FlushInterval, "half-closed connect's series with its source port", func() (bool, string) {
+		ms := ob.series(t, "ebpf_net_obs_connection_bytes_sent_total", want)
+		all := ob.series(t, "ebpf_net_obs_connection_bytes_sent_total", map[string]string{"dst_port": port})
+		return len(ms) == 1, fmt.Sprintf("%d series to port %s, %d of them from port %d", len(all), port, len(ms), local.Port)
+	})
+}
