@@ -565,7 +565,6 @@ static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unu
 {
 	struct sock *sk = (struct sock *)*key;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (__builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) != st->dport)
 		return 0;
 	// An active open's source port is bound right after the transition
@@ -575,7 +574,8 @@ static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unu
 		st->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here.
-	if (state != TCP_ESTABLISHED || BPF_CORE_READ(sk, __sk_common.skc_num) != st->sport)
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED ||
+	    BPF_CORE_READ(sk, __sk_common.skc_num) != st->sport)
 		return 0;
 	st->flags |= FLAG_ESTABLISHED;
 	// What the close record will count (sent less retransmitted), so the

@@ -53,7 +53,7 @@ func TestMergeState(t *testing.T) {
 		}
 		// Cumulative counters: the largest.
 		if m.Sent != 5000 || m.BytesReceived != 900 || m.TotalRetrans != 6 {
-			t.Errorf("order %v: acked=%d received=%d total_retrans=%d, want maxima 5000 900 6", order, m.Sent, m.BytesReceived, m.TotalRetrans)
+			t.Errorf("order %v: sent=%d received=%d total_retrans=%d, want maxima 5000 900 6", order, m.Sent, m.BytesReceived, m.TotalRetrans)
 		}
 		// Per-CPU event counts: the sum.
 		if m.Retransmits != 7 || m.RttSamples != 6 || m.RttSumUs != 57 {
