@@ -45,6 +45,13 @@ func TestScriptExitStatus(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, s)
 		}
 	}
+	if !strings.Contains(s, "echo 1 > /proc/sys/kernel/bpf_stats_enabled") {
+		t.Errorf("a TCG guest's script does not hold the BPF statistics on:\n%s", s)
+	}
+	opts.KVM = true
+	if kvm := Script(opts, status); strings.Contains(kvm, "bpf_stats_enabled") {
+		t.Errorf("a KVM guest's script holds the BPF statistics on:\n%s", kvm)
+	}
 	body := s[strings.Index(s, "export 'FOO"):]
 	out, err := exec.Command("bash", "-c", body).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
