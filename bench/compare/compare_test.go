@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results/resultstest"
 )
 
@@ -13,17 +14,20 @@ func TestRegressionVersusNoise(t *testing.T) {
 	noisy := resultstest.File("6.18", 2, resultstest.Curve(3, 1, 0.3, 0.02, 10)...)
 	worse := resultstest.File("6.18", 3, resultstest.Curve(15, 1, 0.3, 0.02, 10)...)
 
-	rows := Cells(old, noisy, 2)
+	rows := Cells(old, noisy, th)
 	if Regressed(rows) {
 		var b bytes.Buffer
-		Print(&b, rows, 2)
+		Print(&b, rows, th)
 		t.Errorf("same overhead flagged as regression:\n%s", b.String())
 	}
-	rows = Cells(old, worse, 2)
+	rows = Cells(old, worse, th)
 	if !Regressed(rows) {
 		t.Fatal("3% -> 15% not flagged")
 	}
 	for _, r := range rows {
+		if r.Metric != results.MetricThroughput {
+			continue
+		}
 		if r.Key == "crr-64/ringbuf/hash/rate=1" && r.Verdict != Regression {
 			t.Errorf("%s: %s (diff %+v)", r.Key, r.Verdict, r.Diff)
 		}
@@ -32,10 +36,10 @@ func TestRegressionVersusNoise(t *testing.T) {
 		}
 	}
 	// a 12-point growth does not exceed a 20-point threshold
-	if Regressed(Cells(old, worse, 20)) {
+	if Regressed(Cells(old, worse, Thresholds{Pct: 20, Ns: 200})) {
 		t.Error("growth below the threshold flagged")
 	}
-	if !strings.Contains(printed(Cells(worse, old, 2)), Improved) {
+	if !strings.Contains(printed(Cells(worse, old, th)), Improved) {
 		t.Error("the reverse comparison shows no improvement")
 	}
 }
@@ -43,7 +47,7 @@ func TestRegressionVersusNoise(t *testing.T) {
 func TestMissingCellsAreReportedNotFailed(t *testing.T) {
 	old := resultstest.File("6.18", 1, resultstest.Curve(3, 1, 0.3, 0.02, 6)...)
 	cur := resultstest.File("6.18", 1, resultstest.Curve(3, 1, 0.3, 0.02, 6)[:3]...)
-	rows := Cells(old, cur, 2)
+	rows := Cells(old, cur, th)
 	if Regressed(rows) {
 		t.Error("missing cells counted as regressions")
 	}
@@ -52,8 +56,10 @@ func TestMissingCellsAreReportedNotFailed(t *testing.T) {
 	}
 }
 
+var th = Thresholds{Pct: 2, Ns: 200}
+
 func printed(rows []Row) string {
 	var b bytes.Buffer
-	Print(&b, rows, 2)
+	Print(&b, rows, th)
 	return b.String()
 }

@@ -1,12 +1,16 @@
 package matrix
 
 import (
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEmbeddedProfilesLoad(t *testing.T) {
-	for _, name := range []string{"smoke", "quick", "full", "sampling", "target"} {
+	for _, name := range []string{"smoke", "quick", "full", "sampling", "target", "noise"} {
 		p, err := Load(name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -15,7 +19,7 @@ func TestEmbeddedProfilesLoad(t *testing.T) {
 			t.Errorf("%s: no cells", name)
 		}
 	}
-	if got := Names(); strings.Join(got, ",") != "full,quick,sampling,smoke,target" {
+	if got := Names(); strings.Join(got, ",") != "full,noise,quick,sampling,smoke,target" {
 		t.Errorf("Names() = %v", got)
 	}
 }
@@ -29,18 +33,97 @@ func TestQuickCoversTheBrief(t *testing.T) {
 	for _, c := range p.Cells() {
 		keys[c.Key()] = true
 	}
+	// the default cell, its A/A, the gate's calibration arms, a fixed load, stream
 	for _, want := range []string{
-		"crr-64/none/none/rate=off", "crr-64/ringbuf/hash/rate=1", "crr-64/ringbuf/hash/rate=10",
-		"crr-64/ringbuf/hash/rate=100", "crr-64/perf/hash/rate=1", "crr-64/ringbuf/lru_hash/rate=1",
-		"crr-64/ringbuf/percpu_hash/rate=1", "crr-64/ringbuf/lru_percpu_hash/rate=1",
-		"crr-64/ringbuf/hash/rate=1/bpf_stats=on", "crr-64/ringbuf/hash/rate=1/bpf_stats=off", "rr-64/ringbuf/hash/rate=1", "stream-64k/ringbuf/hash/rate=1",
+		"crr-64/none/none/rate=off", "crr-64/ringbuf/hash/rate=1", "crr-64/ringbuf/hash/rate=1/again",
+		"crr-64/ringbuf/hash/rate=1/inject", "crr-64/floor", "crr-64-half/ringbuf/hash/rate=1", "stream-64k/ringbuf/hash/rate=1",
 	} {
 		if !keys[want] {
 			t.Errorf("quick lacks %s", want)
 		}
 	}
-	if len(keys) != 12 {
-		t.Errorf("quick has %d cells, want 12 (the time budget assumes it)", len(keys))
+	if len(keys) != 7 {
+		t.Errorf("quick has %d cells, want 7 (the time budget assumes it)", len(keys))
+	}
+	if w := p.Workloads["crr-64-half"]; !w.OpenLoop() || w.Load != 0.5 {
+		t.Errorf("crr-64-half: %+v, want half the saturation rate", w)
+	}
+	if p.Run.Accounting <= 0 || p.Fidelity == nil {
+		t.Error("quick must time the programs (accounting) and measure fidelity")
+	}
+}
+
+// The shipped DaemonSet's settings are a cell of the full profile, so what
+// users deploy is what bench measures.
+func TestFullProfileHasTheDaemonSetCell(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setting := func(key string) string {
+		m := regexp.MustCompile(`(?m)^\s+` + key + `:\s*"?([^"\s#]+)`).FindSubmatch(data)
+		if m == nil {
+			t.Fatalf("deploy/daemonset.yaml has no %s", key)
+		}
+		return string(m[1])
+	}
+	want := Cell{Transport: setting("transport"), MapType: setting("map-type"), BPFStats: Stats(setting("bpf-stats"))}
+	rate, err := ParseSampleRate(setting("sample-rate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush, err := time.ParseDuration(setting("flush-interval"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxConns, err := strconv.Atoi(setting("max-connections"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.SampleRate, want.FlushInterval, want.MaxConnections = rate, Duration(flush), maxConns
+	p, err := Load("full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range p.Cells() {
+		if c.Transport == want.Transport && c.MapType == want.MapType && c.BPFStats == want.BPFStats && c.SampleRate == want.SampleRate &&
+			c.FlushInterval == want.FlushInterval && c.MaxConnections == want.MaxConnections && c.Arm == ArmObserver {
+			return
+		}
+	}
+	t.Errorf("full has no cell with the DaemonSet's settings %+v", want)
+}
+
+func TestArmsExpand(t *testing.T) {
+	p, err := Parse("t", []byte(`
+run: {duration: 1s, pairs: 1, inject_ns_per_op: 300}
+workloads: {w: {mode: crr, size: 64, concurrency: 1}}
+groups:
+  - {workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: ["off", 1, 10], arms: [again, inject, floor]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, c := range p.Cells() {
+		keys = append(keys, c.Key())
+	}
+	want := "w/none/none/rate=off w/ringbuf/hash/rate=1 w/ringbuf/hash/rate=1/again w/ringbuf/hash/rate=1/inject " +
+		"w/ringbuf/hash/rate=10 w/ringbuf/hash/rate=10/again w/ringbuf/hash/rate=10/inject w/floor"
+	if got := strings.Join(keys, " "); got != want {
+		t.Errorf("cells\n got %s\nwant %s", got, want)
+	}
+	for _, bad := range []string{
+		"groups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1], arms: [inject]}]",
+		"groups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1], arms: [twice]}]",
+	} {
+		_, err := Parse("t", []byte("run: {duration: 1s, pairs: 1}\nworkloads: {w: {mode: crr, size: 64, concurrency: 1}}\n"+bad))
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err = %v, want one line", bad, err)
+		}
+	}
+	if _, err := Parse("t", []byte("run: {duration: 1s, pairs: 1}\nworkloads: {w: {mode: crr, size: 64, concurrency: 1, load: 1.5}}\ngroups: [{workloads: [w], transports: [ringbuf], map_types: [hash], sample_rates: [1]}]")); err == nil {
+		t.Error("a load above saturation was accepted")
 	}
 }
 

@@ -110,8 +110,19 @@ type Workload struct {
 	Mode        string `yaml:"mode" json:"mode"`
 	Size        int    `yaml:"size" json:"size"`
 	Concurrency int    `yaml:"concurrency" json:"concurrency"`
-	Rate        int    `yaml:"rate,omitempty" json:"rate,omitempty"` // ops/s cap; 0 = as fast as possible
+	Rate        int    `yaml:"rate,omitempty" json:"rate,omitempty"` // ops/s, open loop; 0 = as fast as possible
+	// Load, when set, offers this fraction of the workload's saturation
+	// rate (measured without an observer at the start of the run) in open
+	// loop: the load a service runs at, not the most it can take.
+	Load float64 `yaml:"load,omitempty" json:"load,omitempty"`
+	// Pin puts the loadgen server on the first CPU and the client on the
+	// last, instead of leaving both to the scheduler: one of the things
+	// the noise profile compares.
+	Pin bool `yaml:"pin,omitempty" json:"pin,omitempty"`
 }
+
+// OpenLoop reports whether the workload offers a fixed rate.
+func (w Workload) OpenLoop() bool { return w.Rate > 0 || w.Load > 0 }
 
 // RunSettings time and repeat every cell of a profile.
 type RunSettings struct {
@@ -120,6 +131,13 @@ type RunSettings struct {
 	Settle        Duration `yaml:"settle" json:"settle"`
 	Pairs         int      `yaml:"pairs" json:"pairs"`
 	HealthTimeout Duration `yaml:"health_timeout" json:"health_timeout"`
+	// Accounting is a short run after each measured one, with the kernel's
+	// BPF statistics held on, that times the programs (ns per run, runs
+	// per operation) without putting the statistics' cost in the
+	// measured window; 0 leaves it out.
+	Accounting Duration `yaml:"accounting,omitempty" json:"accounting,omitempty"`
+	// InjectNsPerOp is the cost an inject arm adds to every connect().
+	InjectNsPerOp float64 `yaml:"inject_ns_per_op,omitempty" json:"inject_ns_per_op,omitempty"`
 }
 
 // Group is one cross product of axes.
@@ -128,7 +146,21 @@ type Group struct {
 	Transports  []string     `yaml:"transports"`
 	MapTypes    []string     `yaml:"map_types"`
 	SampleRates []SampleRate `yaml:"sample_rates"`
-	BPFStats    []Stats      `yaml:"bpf_stats"` // empty = [sampled], the observer's default
+	BPFStats    []Stats      `yaml:"bpf_stats"` // empty = [off], the observer's default
+	// FlushIntervals and MaxConnections are the observer's
+	// --flush-interval and --max-connections; empty = its defaults.
+	FlushIntervals []Duration `yaml:"flush_intervals"`
+	MaxConnections []int      `yaml:"max_connections"`
+	// Arms adds arms to the group's rounds: floor, inject, again.
+	Arms []Arm `yaml:"arms"`
+}
+
+// FidelityPlan measures what each sample rate costs in accuracy: observers
+// at rate 1 and at each rate side by side on the same traffic.
+type FidelityPlan struct {
+	Workload string   `yaml:"workload"`
+	Rates    []int    `yaml:"rates"`
+	Duration Duration `yaml:"duration"`
 }
 
 // Profile is a parsed, validated bench matrix.
@@ -138,6 +170,7 @@ type Profile struct {
 	Run         RunSettings         `yaml:"run"`
 	Workloads   map[string]Workload `yaml:"workloads"`
 	Groups      []Group             `yaml:"groups"`
+	Fidelity    *FidelityPlan       `yaml:"fidelity"`
 }
 
 // Load reads a profile by name (smoke, quick, full: embedded) or by path to
@@ -208,6 +241,9 @@ func (p *Profile) validate() error {
 		if w.Size < 1 || w.Concurrency < 1 || w.Rate < 0 {
 			return fmt.Errorf("workload %s: size and concurrency must be >= 1, rate >= 0", name)
 		}
+		if w.Load < 0 || w.Load > 1 || (w.Load > 0 && w.Rate > 0) {
+			return fmt.Errorf("workload %s: load is a fraction of saturation in (0, 1], and excludes rate", name)
+		}
 		w.Name = name
 		p.Workloads[name] = w
 	}
@@ -217,6 +253,22 @@ func (p *Profile) validate() error {
 	for i, g := range p.Groups {
 		if err := p.validateGroup(g); err != nil {
 			return fmt.Errorf("group %d: %v", i+1, err)
+		}
+	}
+	if r.InjectNsPerOp < 0 || r.Accounting < 0 {
+		return errors.New("run.inject_ns_per_op and run.accounting must be >= 0")
+	}
+	if fp := p.Fidelity; fp != nil {
+		if _, ok := p.Workloads[fp.Workload]; !ok {
+			return fmt.Errorf("fidelity: unknown workload %q (not under workloads:)", fp.Workload)
+		}
+		if len(fp.Rates) == 0 || fp.Duration <= 0 {
+			return errors.New("fidelity: rates and duration must be set")
+		}
+		for _, r := range fp.Rates {
+			if r < 2 {
+				return fmt.Errorf("fidelity: rate %d: compare rates >= 2 with rate 1", r)
+			}
 		}
 	}
 	return nil
@@ -241,10 +293,23 @@ func (p *Profile) validateGroup(g Group) error {
 			return fmt.Errorf("unknown map type %q (want %s)", m, strings.Join(MapTypes, "|"))
 		}
 	}
+	for _, a := range g.Arms {
+		if !contains(Arms, a) {
+			return fmt.Errorf("unknown arm %q (want floor, inject or again)", a)
+		}
+		if a == ArmInject && p.Run.InjectNsPerOp <= 0 {
+			return errors.New("an inject arm needs run.inject_ns_per_op > 0")
+		}
+	}
+	for _, mc := range g.MaxConnections {
+		if mc < 1 {
+			return fmt.Errorf("max_connections %d: must be >= 1", mc)
+		}
+	}
 	return nil
 }
 
-func contains(list []string, s string) bool {
+func contains[T comparable](list []T, s T) bool {
 	for _, v := range list {
 		if v == s {
 			return true
@@ -252,3 +317,6 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Observed reports whether a cell at this rate runs an observer.
+func (r SampleRate) Observed() bool { return r != Off }

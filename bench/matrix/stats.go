@@ -8,15 +8,20 @@ import (
 // Stats is a cell's BPF run-time statistics mode, the observer's --bpf-stats.
 type Stats string
 
+// DefaultStats is the observer's own default (--bpf-stats=off): a cell
+// in this mode carries no suffix in its key.
+const DefaultStats = StatsOff
+
 const (
-	// StatsSampled is the observer's default: statistics on for one short
-	// window per period. Bench cannot time the programs in these cells (the
-	// kernel's counters move only inside the observer's windows).
+	// StatsSampled has the observer turn the statistics on for one short
+	// window per period. Bench cannot time the programs in its measured
+	// windows (the kernel's counters move only inside the observer's).
 	StatsSampled Stats = "sampled"
 	// StatsOn keeps them on, and bench holds them on too, so the programs'
 	// run time is measured (for any observer).
 	StatsOn Stats = "on"
-	// StatsOff never switches them on.
+	// StatsOff never switches them on: the observer's default. Bench times
+	// the programs in a separate accounting window after the measured one.
 	StatsOff Stats = "off"
 )
 
@@ -28,9 +33,9 @@ func (s *Stats) UnmarshalText(b []byte) error {
 		*s = StatsOn
 	case "false":
 		*s = StatsOff
-	case "", string(StatsSampled):
-		*s = StatsSampled
-	case string(StatsOn), string(StatsOff):
+	case "":
+		*s = DefaultStats
+	case string(StatsSampled), string(StatsOn), string(StatsOff):
 		*s = Stats(v)
 	default:
 		return fmt.Errorf("bpf_stats %q: want sampled, on or off", v)

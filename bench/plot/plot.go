@@ -102,7 +102,7 @@ func OverheadCurves(f *results.File, dir string) ([]Figure, error) {
 			aa[c.Workload] = c
 			continue
 		}
-		if c.BPFStats != matrix.StatsSampled {
+		if c.BPFStats != matrix.DefaultStats {
 			continue
 		}
 		k := panel{c.Workload, c.Transport}

@@ -29,7 +29,7 @@ func WriteBenchstat(w io.Writer, f *results.File, config string) error {
 			continue
 		}
 		name := fmt.Sprintf("BenchmarkOverhead/workload=%s/transport=%s/map=%s/rate=%s", c.Workload, c.Transport, c.MapType, c.SampleRate)
-		if c.BPFStats != matrix.StatsSampled {
+		if c.BPFStats != matrix.DefaultStats {
 			name += "/bpf_stats=" + string(c.BPFStats)
 		}
 		for _, arm := range []struct {

@@ -44,12 +44,17 @@ func Markdown(w io.Writer, f *results.File, figs []plot.Figure) {
 	m := f.Meta
 	fmt.Fprintf(w, "# Observer overhead: profile `%s` on Linux %s\n\n", m.Profile, m.Kernel)
 	environment(w, f)
-	fmt.Fprintf(w, "## Throughput overhead\n\n")
-	fmt.Fprintf(w, "Overhead = 1 − observed/baseline throughput, median over ABBA-interleaved pairs, with a 95%% bootstrap CI (seeded). ")
+	aaCheck(w, f)
+	costPerOp(w, f)
+	gatePower(w, f)
+	fmt.Fprintf(w, "## Throughput at saturation\n\n")
+	fmt.Fprintf(w, "Closed loop. Overhead = 1 − observed/baseline throughput, median over rounds (each arm paired with its round's baseline; the order rotates every round), with a 95%% bootstrap CI (seeded). ")
 	fmt.Fprintf(w, "`~` marks an interval that spans zero: no measurable difference. p is the Mann-Whitney U test of baseline vs observed throughput. ")
 	fmt.Fprintf(w, "Latency columns: change of the observed percentile, positive = slower.\n\n")
 	overheadTable(w, f)
-	aaCheck(w, f)
+	fixedLoad(w, f)
+	fidelityTable(w, f)
+	precision(w, f)
 	bpfStatsCost(w, f)
 	costTable(w, f)
 	programTable(w, f)
@@ -118,13 +123,14 @@ func pct(e stats.Estimate) string {
 }
 
 // CellEstimate is the cell's throughput overhead as an Estimate.
-func CellEstimate(c *results.Cell) stats.Estimate {
-	return stats.Estimate{Median: c.ThroughputOverheadPct, Low: c.CILow, High: c.CIHigh, Significant: c.Significant, N: len(c.Observed)}
-}
+func CellEstimate(c *results.Cell) stats.Estimate { return results.CellEstimate(c) }
 
 func overheadTable(w io.Writer, f *results.File) {
 	fmt.Fprintf(w, "| cell | baseline | observed | overhead [95%% CI] | p | p50 latency | p99 latency |\n| --- | ---: | ---: | --- | ---: | --- | --- |\n")
 	for _, c := range okCells(f) {
+		if c.WorkloadSpec.OpenLoop() {
+			continue
+		}
 		unit := "ops/s"
 		if c.ThroughputMetric == "throughput_bps" {
 			unit = "Gbit/s"
@@ -143,20 +149,169 @@ func throughput(s stats.Summary, unit string) string {
 	return fmt.Sprintf("%.0f ± %.0f %s", s.Median, s.MAD, unit)
 }
 
-// aaCheck reports the no-observer cells: both arms identical, so any
-// significant "overhead" there is bias of the harness or the machine.
+// aaCheck reports the no-observer cells: both arms identical, so an
+// interval that excludes zero there is bias of the harness or the machine,
+// and the run decides nothing small.
 func aaCheck(w io.Writer, f *results.File) {
 	for _, c := range okCells(f) {
-		if c.SampleRate != matrix.Off {
+		if c.SampleRate != matrix.Off || c.Arm != matrix.ArmObserver {
 			continue
 		}
-		e := CellEstimate(&c)
-		verdict := "no bias detected: the harness treats both arms alike"
+		e := c.Primary()
+		verdict := "interval includes zero: no bias detected"
 		if e.Significant {
-			verdict = "**significant although both arms are identical**: the machine drifted or was disturbed; treat the other cells' small overheads with care"
+			verdict = "**the instrument is biased in this run**: the interval excludes zero although both arms are identical; `bench compare` and `bench tune` refuse to decide from it"
 		}
-		fmt.Fprintf(w, "A/A check (%s, no observer in either arm): %s — %s.\n\n", c.Workload, pct(e), verdict)
+		fmt.Fprintf(w, "**A/A check** (%s, no observer in either arm, %s): %s — %s.\n\n", c.Workload, c.PrimaryMetric, pct(e), verdict)
 	}
+}
+
+func ns(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+func nsCI(e stats.Estimate) string {
+	if e.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f [%.0f, %.0f]", e.Median, e.Low, e.High)
+}
+
+// costPerOp is the cost per operation, accounted and end to end.
+func costPerOp(w io.Writer, f *results.File) {
+	var lines []string
+	for _, c := range okCells(f) {
+		if !c.SampleRate.Observed() && c.Arm != matrix.ArmFloor {
+			continue
+		}
+		cpu := stats.Estimate{Median: c.CPUPerOpNs, Low: c.CPUPerOpCILow, High: c.CPUPerOpCIHigh, N: len(c.Observed)}
+		if c.BaselineCPUPerOpNs == 0 {
+			cpu.N = 0
+		}
+		runs := make([]string, 0, len(c.RunsPerOp))
+		for _, p := range sortedKeys(c.RunsPerOp) {
+			if c.RunsPerOp[p] >= 0.005 {
+				runs = append(runs, fmt.Sprintf("%s %.0f ns × %.2f", p, c.BPFNsPerRun[p], c.RunsPerOp[p]))
+			}
+		}
+		unacc, acc, dispatch := "–", "–", "–"
+		if c.Accounted.N > 0 && cpu.N > 0 {
+			unacc = ns(c.UnaccountedPerOpNs)
+		}
+		if c.Arm != matrix.ArmFloor {
+			acc, dispatch = nsCI(c.Accounted), nsCI(c.DispatchCI)
+		}
+		lines = append(lines, fmt.Sprintf("| %s | %s | %s (%s) | %s | %s | %s | %s | %s |", c.Label(), acc, ns(c.BPFNetPerOpNs), ns(c.BPFPerOpNs),
+			ns(c.AgentCPUPerOpNs), dispatch, nsCI(cpu), unacc, strings.Join(runs, "; ")))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## Cost per operation\n\n")
+	fmt.Fprintf(w, "*Accounted* = BPF run time per operation + the observer's own CPU per operation + the kernel's dispatch of the hooks. BPF run time is timed in a short accounting run after each measured one, with the kernel's statistics on; *net* takes off, run for run, what the floor's empty program on the same hook measures (the statistics' own clock reads), *gross* does not. ")
+	fmt.Fprintf(w, "*Dispatch* is the floor cell's end-to-end cost: empty programs of bench's own on the observer's hooks. The accounted interval covers the parts measured per pair (BPF, observer CPU); the dispatch's own interval is shown beside it. ")
+	fmt.Fprintf(w, "*End to end* = CPU time per operation of the load (its own cgroup) and the observer, observed − baseline, paired by round. *Unaccounted* = end to end − accounted: cache effects and whatever else the observer's presence costs. ns per operation, median [95%% CI].\n\n")
+	fmt.Fprintf(w, "| cell | accounted | BPF net (gross) | observer CPU | dispatch | end to end | unaccounted | programs: ns per run × runs per op |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n%s\n\n", strings.Join(lines, "\n"))
+}
+
+// gatePower states what the run's gate can see, measured.
+func gatePower(w io.Writer, f *results.File) {
+	if len(f.Meta.Power) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## What this run can decide\n\n")
+	fmt.Fprintf(w, "The gate flags a change when its 95%% interval lies above zero and its estimate above the threshold. Measured by resampling this run's own pairs (%d simulated runs each): ", 400)
+	fmt.Fprintf(w, "*detectable* is the smallest added cost flagged in 95%% of runs of this many pairs, from the A/A pairs' spread; *false alarms* the share of A/A runs flagged; *injected* the measured cost of the inject arm (a bounded loop bench adds to every connect()) and the share of runs that flag it.\n\n")
+	fmt.Fprintf(w, "| workload | metric | pairs | threshold | detectable | false alarms | injected | detected | A/A from |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, p := range f.Meta.Power {
+		prec := 0
+		if p.Unit == "pct" {
+			prec = 1
+		}
+		det, fa := "–", "–"
+		if p.AAPairs >= stats.MinSignificant {
+			det, fa = fmt.Sprintf("%.*f %s", prec, p.Detectable, p.Unit), fmt.Sprintf("%.1f%%", 100*p.FalseAlarmRate)
+		}
+		inj, dr := "–", "–"
+		if p.Injected != 0 {
+			inj, dr = fmt.Sprintf("%+.*f %s", prec, p.Injected, p.Unit), fmt.Sprintf("%.0f%%", 100*p.DetectionRate)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.*f %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Metric, p.Pairs, prec, p.Threshold, p.Unit, det, fa, inj, dr, p.AAFrom)
+	}
+	fmt.Fprintln(w)
+}
+
+// fixedLoad is the open-loop cells: the load a service runs at.
+func fixedLoad(w io.Writer, f *results.File) {
+	var lines []string
+	for _, c := range okCells(f) {
+		if !c.WorkloadSpec.OpenLoop() || c.Arm == matrix.ArmFloor {
+			continue
+		}
+		cpu := stats.Estimate{Median: c.CPUPerOpNs, Low: c.CPUPerOpCILow, High: c.CPUPerOpCIHigh, N: len(c.Observed)}
+		cores := c.CPUPerOpNs * 1e4 / 1e9 // ns per op × 10k ops/s = cores
+		lines = append(lines, fmt.Sprintf("| %s | %.0f | %.1f | %s | %s | %.3f | %s | %s | %s |", c.Label(), c.OfferedRate, c.BaselineCPUPerOpNs/1000,
+			nsCI(cpu), pct(c.CPUOverheadPct), cores, pct(c.LatencyOverheadPct["p50"]), pct(c.LatencyOverheadPct["p99"]), pct(c.LatencyOverheadPct["p999"])))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## At a fixed load\n\n")
+	fmt.Fprintf(w, "Open loop at the offered rate (a fraction of the saturation rate measured at the start: %s). Latency is measured from each operation's due time, so a stall counts for every operation it delays (no coordinated omission). ", saturation(f))
+	fmt.Fprintf(w, "CPU added = load + observer CPU per operation, observed − baseline; *cores per 10k/s* is what that costs at 10,000 operations a second.\n\n")
+	fmt.Fprintf(w, "| cell | offered ops/s | baseline µs CPU/op | CPU added ns/op | CPU added | cores per 10k/s | p50 latency | p99 latency | p99.9 latency |\n| --- | ---: | ---: | ---: | --- | ---: | --- | --- | --- |\n%s\n\n", strings.Join(lines, "\n"))
+}
+
+func saturation(f *results.File) string {
+	var parts []string
+	for _, k := range sortedKeys(f.Meta.Saturation) {
+		parts = append(parts, fmt.Sprintf("%s %.0f ops/s", k, f.Meta.Saturation[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fidelityTable is what each sample rate costs in accuracy.
+func fidelityTable(w io.Writer, f *results.File) {
+	if len(f.Meta.Fidelity) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## What sampling costs in accuracy\n\n")
+	fmt.Fprintf(w, "An observer at each rate and one at rate 1 side by side on the same traffic; error of the RTT quantiles (interpolated in the kernel's log2 buckets) and the Kolmogorov-Smirnov distance between the two distributions. Bytes, retransmits and lifecycle are exact at every rate: only RTT samples are thinned.\n\n")
+	fmt.Fprintf(w, "| workload | rate | RTT samples kept | p50 error | p90 error | p99 error | KS |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, x := range f.Meta.Fidelity {
+		fmt.Fprintf(w, "| %s | %d | %.0f of %.0f | %+.1f%% | %+.1f%% | %+.1f%% | %.3f |\n", x.Workload, x.SampleRate, x.Samples, x.ReferenceSamples,
+			x.QuantileErrorPct["p50"], x.QuantileErrorPct["p90"], x.QuantileErrorPct["p99"], x.KS)
+	}
+	fmt.Fprintln(w)
+}
+
+// precision shows the width each cell reached, and the machine-wide CPU
+// figure next to the cgroup one it is an alternative to.
+func precision(w io.Writer, f *results.File) {
+	fmt.Fprintf(w, "## Precision reached\n\n")
+	if t := f.Meta.CITarget; t > 0 {
+		fmt.Fprintf(w, "Target: ±%.1f points on each cell's primary metric (`--ci-target`).\n\n", t)
+	}
+	fmt.Fprintf(w, "| cell | primary metric | pairs | ± (half width) | end-to-end CPU ns/op: cgroup ± | machine (/proc/stat) ± |\n| --- | --- | ---: | ---: | ---: | ---: |\n")
+	for _, c := range okCells(f) {
+		met := ""
+		if t := f.Meta.CITarget; t > 0 {
+			met = " ✓"
+			if c.CIHalfWidth > t {
+				met = " ✗"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.2f%s | %.0f | %.0f |\n", c.Label(), c.PrimaryMetric, len(c.Observed), c.CIHalfWidth, met,
+			(c.CPUPerOpCIHigh-c.CPUPerOpCILow)/2, (c.MachineCPUPerOp.High-c.MachineCPUPerOp.Low)/2)
+	}
+	fmt.Fprintln(w)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // bpfStatsCost reports the statistics' cost per run measured at start, and
@@ -172,7 +327,7 @@ func bpfStatsCost(w io.Writer, f *results.File) {
 		}
 	}
 	for _, other := range okCells(f) {
-		if other.BPFStats == matrix.StatsSampled {
+		if other.BPFStats == matrix.DefaultStats || other.Arm != matrix.ArmObserver {
 			continue
 		}
 		def := f.Find(strings.TrimSuffix(other.Key, "/bpf_stats="+string(other.BPFStats)))
@@ -180,8 +335,7 @@ func bpfStatsCost(w io.Writer, f *results.File) {
 			continue
 		}
 		d := stats.EstimateDiff(def.OverheadSamples(), other.OverheadSamples(), def.Seed()) // other − default
-		fmt.Fprintf(w, "BPF run-time statistics %s (%s): overhead %+.1f%%, against %+.1f%% with them sampled (the observer's default), difference %s. "+
-			"Only bpf_stats=on cells time the programs (BPF ns/op).\n\n",
+		fmt.Fprintf(w, "BPF run-time statistics %s (%s): overhead %+.1f%%, against %+.1f%% with them off (the observer's default), difference %s.\n\n",
 			other.BPFStats, def.Label(), other.ThroughputOverheadPct, def.ThroughputOverheadPct, pct(d))
 	}
 }

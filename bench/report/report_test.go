@@ -28,17 +28,17 @@ func TestWriteRendersReportPlotsAndBenchstat(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Environment", "bin/bench run --profile synthetic", "A/A check", "BPF run-time statistics on (crr-64 ringbuf hash rate=1)", "add 34.0 ns to every BPF program run",
-		"crr-64 ringbuf hash rate=1", "`handle_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png",
+		"crr-64 ringbuf hash rate=1", "`set_state`", "observer did not stop cleanly", "![", "overhead_crr-64_ringbuf.png",
 		"| agent CPU at rest |", "| 0.40% |"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
 	// Each non-default statistics mode: difference = its overhead − the default's.
-	re := regexp.MustCompile(`statistics (on|off) \(.*?\): overhead ([-+][0-9.]+)%, against ([-+][0-9.]+)%.*?difference ([-+][0-9.]+)%`)
+	re := regexp.MustCompile(`statistics (on|sampled) \(.*?\): overhead ([-+][0-9.]+)%, against ([-+][0-9.]+)%.*?difference ([-+][0-9.]+)%`)
 	lines := re.FindAllSubmatch(md, -1)
 	if len(lines) != 2 {
-		t.Fatalf("%d statistics comparison lines, want on and off", len(lines))
+		t.Fatalf("%d statistics comparison lines, want on and sampled", len(lines))
 	}
 	for _, m := range lines {
 		other, def, diff := atof(t, m[2]), atof(t, m[3]), atof(t, m[4])

@@ -42,6 +42,59 @@ type Meta struct {
 	Loadgen        string             `json:"loadgen"`
 	Run            matrix.RunSettings `json:"run"`
 	BPFStatsCost   *StatsCost         `json:"bpf_stats_cost,omitempty"`
+	// FloorOf maps each observer program to the floor program on its hook.
+	FloorOf map[string]string `json:"floor_of,omitempty"`
+	// CITarget is bench run --ci-target: points on each side; 0 = none.
+	CITarget float64 `json:"ci_target,omitempty"`
+	// Saturation is each open-loop workload's closed-loop rate (ops/s),
+	// measured without an observer at the start of the run; its cells offer
+	// a fraction of it.
+	Saturation map[string]float64 `json:"saturation,omitempty"`
+	// Fidelity is what each sample rate costs in accuracy, measured on the
+	// same traffic as rate 1 (two observers side by side).
+	Fidelity []Fidelity `json:"fidelity,omitempty"`
+	// Power is the gate's measured sensitivity and false-alarm rate, per
+	// metric it decides on.
+	Power []Power `json:"power,omitempty"`
+}
+
+// Fidelity compares the RTT distribution an observer at SampleRate reports
+// with the one an observer at rate 1 reports over the same connections.
+type Fidelity struct {
+	Workload   string `json:"workload"`
+	SampleRate int    `json:"sample_rate"`
+	// RTT samples each observer kept over the window.
+	Samples          float64 `json:"samples"`
+	ReferenceSamples float64 `json:"reference_samples"`
+	// QuantileErrorPct is 100·(q_rate − q_1)/q_1 for p50, p90 and p99,
+	// quantiles interpolated inside the kernel's log2 buckets.
+	QuantileErrorPct map[string]float64 `json:"quantile_error_pct"`
+	// KS is the Kolmogorov-Smirnov distance between the two distributions
+	// (largest gap between their CDFs at the bucket bounds), 0..1.
+	KS float64 `json:"ks"`
+}
+
+// Power is what the run's gate can see: the smallest added cost it detects
+// 95% of the time at the run's pairs, and how often it fires on an A/A cell.
+type Power struct {
+	Metric    string  `json:"metric"` // accounted_per_op_ns, cpu_per_op_ns or throughput_overhead_pct
+	Unit      string  `json:"unit"`   // ns/op or pct
+	Workload  string  `json:"workload"`
+	Pairs     int     `json:"pairs"`
+	Threshold float64 `json:"threshold"` // the gate's: a change must also exceed it
+	// Detectable is the smallest added cost the gate flags in 95% of
+	// resampled runs of Pairs pairs, from the A/A pairs' own spread.
+	Detectable float64 `json:"detectable"`
+	// FalseAlarmRate is the share of resampled A/A runs the gate flags.
+	FalseAlarmRate float64 `json:"false_alarm_rate"`
+	AAPairs        int     `json:"aa_pairs"`
+	AAFrom         string  `json:"aa_from"` // the cells whose difference is the A/A
+	// Injected is the known cost added by the inject arm, as measured
+	// (median paired difference), and the share of resampled runs that
+	// flag it.
+	Injected      float64 `json:"injected,omitempty"`
+	DetectionRate float64 `json:"detection_rate"`
+	Note          string  `json:"note,omitempty"`
 }
 
 // StatsCost is what enabling the kernel's BPF run-time statistics adds to
@@ -99,11 +152,39 @@ type Probe struct {
 
 // Sample is one measured run of one arm.
 type Sample struct {
-	Pair    int       `json:"pair"`
-	Seq     int       `json:"seq"` // position in the cell's ABBA sequence
+	Pair    int       `json:"pair"` // the round it was measured in
+	Seq     int       `json:"seq"`  // its place in the round's rotated order
 	Start   time.Time `json:"start"`
 	Loadgen Loadgen   `json:"loadgen"`
 	Probe   *Probe    `json:"probe,omitempty"`
+	// CPU over the measured window: the load's (loadgen client and server,
+	// from their own cgroup: their system calls, the stack and the BPF
+	// programs running in them) and the machine's (every CPU's non-idle
+	// time, /proc/stat).
+	LoadCPUNs     int64 `json:"load_cpu_ns"`
+	MachineBusyNs int64 `json:"machine_busy_ns"`
+	WindowNs      int64 `json:"window_ns"`
+	// Accounting is the short run after the measured one that times the
+	// programs with the kernel's statistics on.
+	Accounting *Accounting `json:"accounting,omitempty"`
+}
+
+// Accounting is one accounting run: operations and the programs' statistics.
+type Accounting struct {
+	Ops      float64   `json:"ops"`
+	Programs []Program `json:"programs"`
+}
+
+// NsPerOp is the programs' run time per operation.
+func (a *Accounting) NsPerOp() float64 {
+	if a == nil || a.Ops <= 0 {
+		return 0
+	}
+	var t uint64
+	for _, p := range a.Programs {
+		t += p.RunTimeNs
+	}
+	return float64(t) / a.Ops
 }
 
 // Cell is one configuration with its statistics and raw samples.
@@ -115,12 +196,17 @@ type Cell struct {
 	MapType      string            `json:"map_type"`
 	SampleRate   matrix.SampleRate `json:"sample_rate"`
 	BPFStats     matrix.Stats      `json:"bpf_stats"`
-	Kernel       string            `json:"kernel"`
-	Status       string            `json:"status"` // ok | failed
-	Error        string            `json:"error,omitempty"`
-	Warnings     []string          `json:"warnings,omitempty"`
-	Start        time.Time         `json:"start"`
-	End          time.Time         `json:"end"`
+	// FlushInterval, MaxConnections, Arm, Observer: see matrix.Cell.
+	FlushInterval  matrix.Duration `json:"flush_interval,omitempty"`
+	MaxConnections int             `json:"max_connections,omitempty"`
+	Arm            matrix.Arm      `json:"arm,omitempty"`
+	Observer       string          `json:"observer,omitempty"`
+	Kernel         string          `json:"kernel"`
+	Status         string          `json:"status"` // ok | failed
+	Error          string          `json:"error,omitempty"`
+	Warnings       []string        `json:"warnings,omitempty"`
+	Start          time.Time       `json:"start"`
+	End            time.Time       `json:"end"`
 
 	ThroughputMetric      string                    `json:"throughput_metric"` // ops_per_sec or throughput_bps
 	ThroughputOverheadPct float64                   `json:"throughput_overhead_pct"`
@@ -143,8 +229,40 @@ type Cell struct {
 	MapEntries        map[string]float64 `json:"map_entries,omitempty"`
 	MapCapacity       map[string]float64 `json:"map_capacity,omitempty"`
 
+	// Cost per operation, end to end: CPU time of the load and the
+	// observer per operation, observed − baseline, paired by round.
+	OfferedRate        float64        `json:"offered_rate"` // ops/s, 0 for closed loop
+	CPUPerOpNs         float64        `json:"cpu_per_op_ns"`
+	CPUPerOpCILow      float64        `json:"cpu_per_op_ci_low"`
+	CPUPerOpCIHigh     float64        `json:"cpu_per_op_ci_high"`
+	BaselineCPUPerOpNs float64        `json:"baseline_cpu_per_op_ns"`
+	CPUOverheadPct     stats.Estimate `json:"cpu_overhead_pct"`
+	// MachineCPUPerOp is the same from the machine's busy time, which
+	// background work and idle accounting also move: kept to compare.
+	MachineCPUPerOp stats.Estimate `json:"machine_cpu_per_op_ns"`
+
+	// Cost per operation, accounted: BPF run time + the observer's CPU +
+	// the kernel's dispatch of the hooks (the floor cell's end-to-end cost).
+	AccountedPerOpNs float64        `json:"accounted_per_op_ns"`
+	Accounted        stats.Estimate `json:"accounted_per_op"`
+	BPFPerOpNs       float64        `json:"bpf_per_op_ns"`
+	// BPFNetPerOpNs is BPFPerOpNs less, run for run, what the floor's empty
+	// program on the same hook measures: the statistics' own clock reads.
+	BPFNetPerOpNs      float64        `json:"bpf_net_per_op_ns"`
+	DispatchCI         stats.Estimate `json:"dispatch_per_op"`
+	DispatchPerOpNs    float64        `json:"dispatch_per_op_ns"`
+	UnaccountedPerOpNs float64        `json:"unaccounted_per_op_ns"` // end to end − accounted
+
+	// PrimaryMetric is the figure a cell's precision is judged by:
+	// throughput_overhead_pct in closed loop, cpu_overhead_pct in open loop.
+	PrimaryMetric string  `json:"primary_metric"`
+	CIHalfWidth   float64 `json:"ci_half_width"` // of the primary metric, points
+
 	Baseline []Sample `json:"baseline"`
 	Observed []Sample `json:"observed"`
+
+	// floorNs is the floor's ns per run by observer program (File.Summarize).
+	floorNs map[string]float64
 }
 
 // OK reports whether the cell was measured to the end.
@@ -156,8 +274,26 @@ func (c *Cell) Label() string {
 	if c.SampleRate == matrix.Off {
 		s = fmt.Sprintf("%s no observer (A/A)", c.Workload)
 	}
-	if c.BPFStats != matrix.StatsSampled {
+	if c.Arm == matrix.ArmFloor {
+		s = fmt.Sprintf("%s floor (empty programs on the hooks)", c.Workload)
+	}
+	if c.BPFStats != matrix.DefaultStats {
 		s += " bpf_stats=" + string(c.BPFStats)
+	}
+	if c.FlushInterval > 0 {
+		s += " flush=" + c.FlushInterval.D().String()
+	}
+	if c.MaxConnections > 0 {
+		s += fmt.Sprintf(" max_connections=%d", c.MaxConnections)
+	}
+	if c.Observer != "" {
+		s += " [" + c.Observer + "]"
+	}
+	switch c.Arm {
+	case matrix.ArmInject:
+		s += " +injected"
+	case matrix.ArmAgain:
+		s += " (again)"
 	}
 	return s
 }

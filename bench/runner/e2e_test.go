@@ -49,7 +49,7 @@ groups:
 	}
 	out := t.TempDir()
 	f, err := Run(context.Background(), Config{Profile: p, OutDir: out, LoadgenBin: loadgen,
-		Observer: Observer{Bin: obs}, Log: testLog{t}, Command: []string{"test"}})
+		Observers: []Observer{{Bin: obs}}, Log: testLog{t}, Command: []string{"test"}})
 	if err != nil {
 		for _, c := range f.Cells {
 			t.Logf("%s: %s %s", c.Key, c.Status, c.Error)

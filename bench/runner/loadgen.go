@@ -7,37 +7,68 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
 	"strconv"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/child"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/probe"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
 )
 
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // server is a running `loadgen server`.
 type server struct {
-	proc *process
+	proc *child.Process
 	addr string
 }
 
-func startServer(ctx context.Context, bin string) (*server, error) {
-	addr, err := freeAddr()
+// inCgroup starts cmd inside cg (nil: where bench runs), so the load's CPU
+// time is read from the cgroup's own counter.
+func inCgroup(cmd *exec.Cmd, cg *probe.Cgroup) *exec.Cmd {
+	if cg != nil {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.FD()
+	}
+	return cmd
+}
+
+// pin keeps process pid on one CPU: the first for the server, the last for
+// the client, when the workload asks for it.
+func pin(pid int, w matrix.Workload, client bool) error {
+	if !w.Pin {
+		return nil
+	}
+	var set unix.CPUSet
+	cpu := 0
+	if client {
+		cpu = runtime.NumCPU() - 1
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(pid, &set); err != nil {
+		return fmt.Errorf("pin loadgen to CPU %d: %w", cpu, err)
+	}
+	return nil
+}
+
+func startServer(ctx context.Context, bin string, w matrix.Workload, cg *probe.Cgroup) (*server, error) {
+	addr, err := child.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := start(ctx, bin, []string{"server", "--listen", addr})
+	cmd := exec.CommandContext(ctx, bin, "server", "--listen", addr)
+	p, err := child.StartCmd(inCgroup(cmd, cg))
 	if err != nil {
 		return nil, fmt.Errorf("start loadgen server: %w", err)
+	}
+	if err := pin(p.Pid(), w, false); err != nil {
+		p.Stop(2 * time.Second)
+		return nil, err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -45,21 +76,21 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 			c.Close()
 			return &server{proc: p, addr: addr}, nil
 		}
-		if p.exited() {
+		if p.Exited() {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p.stop(2 * time.Second)
-	return nil, fmt.Errorf("loadgen server did not listen on %s: %s", addr, p.tail())
+	p.Stop(2 * time.Second)
+	return nil, fmt.Errorf("loadgen server did not listen on %s: %s", addr, p.Tail())
 }
 
-func (s *server) stop() error { return s.proc.stop(5 * time.Second) }
+func (s *server) stop() error { return s.proc.Stop(5 * time.Second) }
 
 // runClient runs one `loadgen client --json` with its own warm-up (no gap
 // between warm-up and measurement) and decodes its result. atMeasure, when
 // set, is called once the warm-up has elapsed, to open the probe window.
-func runClient(ctx context.Context, bin, target string, w matrix.Workload, warmup, d time.Duration, atMeasure func()) (results.Loadgen, error) {
+func runClient(ctx context.Context, bin, target string, w matrix.Workload, cg *probe.Cgroup, warmup, d time.Duration, atMeasure func()) (results.Loadgen, error) {
 	args := []string{"client", "--mode", w.Mode, "--target", target,
 		"--duration", d.String(), "--warmup", warmup.String(), "--concurrency", strconv.Itoa(w.Concurrency),
 		"--size", strconv.Itoa(w.Size), "--json"}
@@ -67,7 +98,7 @@ func runClient(ctx context.Context, bin, target string, w matrix.Workload, warmu
 		args = append(args, "--rate", strconv.Itoa(w.Rate))
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := inCgroup(exec.CommandContext(ctx, bin, args...), cg)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// a client that hangs past its duration is a bug, not a slow run
 	cmd.WaitDelay = 30 * time.Second
@@ -81,6 +112,11 @@ func runClient(ctx context.Context, bin, target string, w matrix.Workload, warmu
 	if err := cmd.Start(); err != nil {
 		return res, fmt.Errorf("loadgen client %s: %v", w.Mode, err)
 	}
+	if err := pin(cmd.Process.Pid, w, true); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return res, err
+	}
 	opened := make(chan struct{})
 	if warmup > 0 {
 		time.AfterFunc(warmup, func() { atMeasure(); close(opened) })
@@ -90,7 +126,7 @@ func runClient(ctx context.Context, bin, target string, w matrix.Workload, warmu
 	err := cmd.Wait()
 	<-opened
 	if err != nil {
-		return res, fmt.Errorf("loadgen client %s: %v: %s", w.Mode, err, lastLine(stderr.String()))
+		return res, fmt.Errorf("loadgen client %s: %v: %s", w.Mode, err, child.LastLine(stderr.String()))
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil {
 		return res, fmt.Errorf("loadgen client %s: bad --json output (%v): %.200q", w.Mode, err, stdout.String())
@@ -99,15 +135,4 @@ func runClient(ctx context.Context, bin, target string, w matrix.Workload, warmu
 		return res, fmt.Errorf("loadgen client %s: 0 operations in %s (errors=%v)", w.Mode, d, res.Errors)
 	}
 	return res, nil
-}
-
-func lastLine(s string) string {
-	b := bytes.TrimSpace([]byte(s))
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
-	}
-	if len(b) > 300 {
-		b = b[len(b)-300:]
-	}
-	return string(b)
 }

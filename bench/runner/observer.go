@@ -11,34 +11,60 @@ import (
 	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/child"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/measure/probe"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/synth"
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/bpfstats"
 )
 
 // Observer says what to measure: our binary, or any command line.
 type Observer struct {
-	Bin string // bin/ebpf-net-obs, run with the cell's flags
+	Name string // how cells name it when a run measures several
+	Bin  string // bin/ebpf-net-obs, run with the cell's flags
+	// InjectNs adds bench's calibrated busy loop to every connect() in all
+	// of this observer's arms: a build made costlier by a known amount, to
+	// show what a gate comparing it with another catches.
+	InjectNs float64
 	// Cmd, when set, is run with `sh -c` instead; {transport}, {map_type},
 	// {sample_rate}, {bpf_stats} and {listen} are replaced by the cell's values.
 	// It counts as ready once its BPF programs are loaded and stop changing.
 	Cmd string
 }
 
-func (o Observer) external() bool { return o.Cmd != "" }
+// External reports whether the observer is a command line, not our binary.
+func (o Observer) External() bool { return o.Cmd != "" }
 
 // scrapes reports whether the observer serves Prometheus metrics bench can read.
-func (o Observer) scrapes() bool { return !o.external() || strings.Contains(o.Cmd, "{listen}") }
+func (o Observer) scrapes() bool { return !o.External() || strings.Contains(o.Cmd, "{listen}") }
 
 func (o Observer) String() string {
-	if o.external() {
-		return "sh -c " + strconv.Quote(o.Cmd)
+	s := o.Bin
+	if o.External() {
+		s = "sh -c " + strconv.Quote(o.Cmd)
 	}
-	return o.Bin
+	if o.Name != "" {
+		s = o.Name + "=" + s
+	}
+	if o.InjectNs > 0 {
+		s += fmt.Sprintf(" (+%.0f ns of injected busy work per connect)", o.InjectNs)
+	}
+	return s
+}
+
+// ParseObserver reads NAME=BIN, the value of bench run --observer.
+func ParseObserver(v string) (Observer, error) {
+	name, bin, ok := strings.Cut(v, "=")
+	if !ok || name == "" || bin == "" || strings.ContainsAny(name, "/ ") {
+		return Observer{}, fmt.Errorf("--observer %q: want NAME=BIN, e.g. new=bin/ebpf-net-obs (a name without / or spaces)", v)
+	}
+	return Observer{Name: name, Bin: bin}, nil
 }
 
 type runningObserver struct {
-	proc       *process
+	proc       *child.Process  // nil for bench's own floor programs
+	synth      *synth.Programs // bench's own programs: the floor, or an injected cost
+	external   bool
 	baseURL    string
 	progIDs    map[uint32]bool
 	stats      io.Closer
@@ -50,13 +76,45 @@ type runningObserver struct {
 	timesPrograms bool
 }
 
-func startObserver(ctx context.Context, o Observer, c matrix.Cell, timeout time.Duration) (*runningObserver, error) {
-	r := &runningObserver{scrapes: o.scrapes()}
+// startObserver starts what cell c's arm runs: bench's floor programs, or
+// the observer, with the injected cost on top in an inject arm (its loop
+// sized from nsPerIteration, calibrated once per run).
+func startObserver(ctx context.Context, o Observer, c matrix.Cell, run matrix.RunSettings, nsPerIteration float64) (r *runningObserver, err error) {
+	if c.Arm == matrix.ArmFloor {
+		r = &runningObserver{progIDs: map[uint32]bool{}}
+		if r.synth, err = synth.Floor(""); err != nil {
+			return nil, fmt.Errorf("floor programs: %w", err)
+		}
+		for _, id := range r.synth.IDs() {
+			r.progIDs[id] = true
+		}
+		return r, nil
+	}
+	r, err = startProcess(ctx, o, c, run.HealthTimeout.D())
+	inject := o.InjectNs
+	if c.Arm == matrix.ArmInject {
+		inject += run.InjectNsPerOp
+	}
+	if err != nil || inject == 0 {
+		return r, err
+	}
+	if r.synth, err = synth.InjectCalibrated(inject, nsPerIteration); err != nil {
+		r.stop()
+		return nil, fmt.Errorf("injected cost: %w", err)
+	}
+	for _, id := range r.synth.IDs() {
+		r.progIDs[id] = true
+	}
+	return r, nil
+}
+
+func startProcess(ctx context.Context, o Observer, c matrix.Cell, timeout time.Duration) (*runningObserver, error) {
+	r := &runningObserver{scrapes: o.scrapes(), external: o.External()}
 	before, err := probe.ProgramIDs()
 	if err != nil {
 		r.warnings = append(r.warnings, fmt.Sprintf("list BPF programs: %v (run as root for BPF run times)", err))
 	}
-	r.timesPrograms = c.BPFStats.TimesPrograms() || (o.external() && c.BPFStats != matrix.StatsOff)
+	r.timesPrograms = c.BPFStats.TimesPrograms() || (o.External() && c.BPFStats != matrix.StatsOff)
 	if r.timesPrograms {
 		// enabled by bench too, so an observer that does not enable the
 		// statistics itself is still measured; the kernel counts references.
@@ -66,28 +124,35 @@ func startObserver(ctx context.Context, o Observer, c matrix.Cell, timeout time.
 			r.warnings = append(r.warnings, fmt.Sprintf("enable BPF stats: %v (no BPF run times)", err))
 		}
 	}
-	addr, err := freeAddr()
+	addr, err := child.FreeAddr()
 	if err != nil {
 		r.closeStats()
 		return nil, err
 	}
 	r.baseURL = "http://" + addr
-	if o.external() {
+	if o.External() {
 		line := strings.NewReplacer("{transport}", c.Transport, "{map_type}", c.MapType,
 			"{sample_rate}", c.SampleRate.String(), "{bpf_stats}", string(c.BPFStats),
 			"{listen}", addr).Replace(o.Cmd)
-		r.proc, err = startCmd(exec.CommandContext(ctx, "sh", "-c", line))
+		r.proc, err = child.StartCmd(exec.CommandContext(ctx, "sh", "-c", line))
 	} else {
-		r.proc, err = start(ctx, o.Bin, []string{"--listen-address", addr, "--transport", c.Transport,
+		args := []string{"--listen-address", addr, "--transport", c.Transport,
 			"--map-type", c.MapType, "--sample-rate", c.SampleRate.String(),
-			"--bpf-stats=" + string(c.BPFStats)})
+			"--bpf-stats=" + string(c.BPFStats)}
+		if c.FlushInterval > 0 {
+			args = append(args, "--flush-interval", c.FlushInterval.D().String())
+		}
+		if c.MaxConnections > 0 {
+			args = append(args, "--max-connections", strconv.Itoa(c.MaxConnections))
+		}
+		r.proc, err = child.Start(ctx, o.Bin, args...)
 	}
 	if err != nil {
 		r.closeStats()
 		return nil, fmt.Errorf("start observer %s: %w", o, err)
 	}
 	if err := r.waitReady(ctx, o, before, timeout); err != nil {
-		_ = r.proc.stop(5 * time.Second)
+		_ = r.proc.Stop(5 * time.Second)
 		r.closeStats()
 		return nil, err
 	}
@@ -101,10 +166,10 @@ func (r *runningObserver) waitReady(ctx context.Context, o Observer, before map[
 	deadline := time.Now().Add(timeout)
 	last := -1
 	for {
-		if r.proc.exited() {
-			return fmt.Errorf("observer exited before it was ready: %v: %s", r.proc.exitErr(), lastLine(r.proc.tail()))
+		if r.proc.Exited() {
+			return fmt.Errorf("observer exited before it was ready: %v: %s", r.proc.ExitErr(), child.LastLine(r.proc.Tail()))
 		}
-		if o.external() {
+		if o.External() {
 			n := len(r.ownPrograms(before))
 			if n > 0 && n == last {
 				break
@@ -115,12 +180,12 @@ func (r *runningObserver) waitReady(ctx context.Context, o Observer, before map[
 		}
 		if time.Now().After(deadline) {
 			what := "GET /healthz did not answer 200"
-			if o.external() {
+			if o.External() {
 				what = "no BPF programs of its own appeared"
 			}
-			return fmt.Errorf("observer not ready after %s: %s: %s", timeout, what, lastLine(r.proc.tail()))
+			return fmt.Errorf("observer not ready after %s: %s: %s", timeout, what, child.LastLine(r.proc.Tail()))
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := child.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -134,7 +199,7 @@ func (r *runningObserver) waitReady(ctx context.Context, o Observer, before map[
 // ownPrograms are the programs the observer's processes hold fds to; if it
 // holds none (pinned and closed), those loaded since it started.
 func (r *runningObserver) ownPrograms(before map[uint32]bool) map[uint32]bool {
-	held := probe.HeldObjects(probe.Tree(r.proc.pid())).ProgIDs
+	held := probe.HeldObjects(probe.Tree(r.proc.Pid())).ProgIDs
 	if len(held) > 0 {
 		r.identified = "held fds"
 		return held
@@ -180,7 +245,15 @@ func (r *runningObserver) endRest(w restWindow) (cpuNs, wallNs int64) {
 	return r.cpuNs() - w.cpuNs, int64(time.Since(w.at))
 }
 
-func (r *runningObserver) cpuNs() int64 { return probe.CPUNs(probe.Tree(r.proc.pid())) }
+func (r *runningObserver) cpuNs() int64 {
+	if r.proc == nil {
+		return 0
+	}
+	return probe.CPUNs(probe.Tree(r.proc.Pid()))
+}
+
+// exited reports whether the observer's process has ended.
+func (r *runningObserver) exited() bool { return r.proc != nil && r.proc.Exited() }
 
 // scrape reads the observer's /metrics (lost and sampled-out counters). A
 // scrape costs the observer real CPU (every per-connection series is
@@ -199,16 +272,10 @@ func (r *runningObserver) scrape(ctx context.Context) *probe.Metrics {
 
 // window turns two snapshots into what the observer cost in between.
 func (r *runningObserver) window(a, b snapshot) *results.Probe {
-	pids := probe.Tree(r.proc.pid())
-	p := &results.Probe{
-		AgentCPUNs:        b.cpuNs - a.cpuNs,
-		AgentPeakRSSBytes: probe.PeakRSS(pids),
-		MapMemlockBytes:   probe.HeldObjects(pids).MapMemlock(),
-	}
-	for id, end := range b.progs {
-		begin := a.progs[id]
-		p.Programs = append(p.Programs, results.Program{ID: id, Name: end.Name,
-			RunTimeNs: end.RunTimeNs - begin.RunTimeNs, RunCount: end.RunCount - begin.RunCount})
+	p := &results.Probe{AgentCPUNs: b.cpuNs - a.cpuNs, Programs: diffPrograms(a.progs, b.progs)}
+	if r.proc != nil {
+		pids := probe.Tree(r.proc.Pid())
+		p.AgentPeakRSSBytes, p.MapMemlockBytes = probe.PeakRSS(pids), probe.HeldObjects(pids).MapMemlock()
 	}
 	if a.metrics != nil && b.metrics != nil {
 		p.Scraped = true
@@ -221,13 +288,20 @@ func (r *runningObserver) window(a, b snapshot) *results.Probe {
 }
 
 // stop sends SIGTERM and checks the exit and that nothing stays loaded.
-func (r *runningObserver) stop(external bool) []string {
+func (r *runningObserver) stop() []string {
 	warnings := r.warnings
-	if err := r.proc.stop(15 * time.Second); err != nil {
-		// a shell wrapping the observer dies of the signal itself; only our
-		// own observer is required to handle SIGTERM and exit 0
-		if !external || !r.proc.killedBy(syscall.SIGTERM) {
-			warnings = append(warnings, "observer did not stop cleanly: "+err.Error())
+	if r.synth != nil {
+		if err := r.synth.Close(); err != nil {
+			warnings = append(warnings, "bench's own programs: "+err.Error())
+		}
+	}
+	if r.proc != nil {
+		if err := r.proc.Stop(15 * time.Second); err != nil {
+			// a shell wrapping the observer dies of the signal itself; only our
+			// own observer is required to handle SIGTERM and exit 0
+			if !r.external || !r.proc.KilledBy(syscall.SIGTERM) {
+				warnings = append(warnings, "observer did not stop cleanly: "+err.Error())
+			}
 		}
 	}
 	r.closeStats()
@@ -246,16 +320,5 @@ func (r *runningObserver) closeStats() {
 	if r.stats != nil {
 		r.stats.Close()
 		r.stats = nil
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/results"
+	"github.com/ebpf-net-obs/ebpf-net-obs/bench/stats"
 )
 
 const fastProfile = `
@@ -38,7 +39,7 @@ func fakeConfig(t *testing.T, profileYAML string) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{Profile: p, OutDir: t.TempDir(), LoadgenBin: self, Observer: Observer{Bin: self},
+	return Config{Profile: p, OutDir: t.TempDir(), LoadgenBin: self, Observers: []Observer{{Bin: self}},
 		Command: []string{"bench", "run"}, Log: testLog{t}}
 }
 
@@ -69,14 +70,20 @@ func TestRunWithFakeBinaries(t *testing.T) {
 		if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Kernel == "" {
 			t.Fatalf("cell %s: status %s %s, %d/%d samples", c.Key, c.Status, c.Error, len(c.Baseline), len(c.Observed))
 		}
-		// ABBA: pair 1 runs baseline first, pair 2 observed first
-		if !(c.Baseline[0].Seq < c.Observed[0].Seq && c.Observed[1].Seq < c.Baseline[1].Seq) {
-			t.Errorf("%s: not ABBA: baseline seqs %d,%d observed %d,%d", c.Key, c.Baseline[0].Seq, c.Baseline[1].Seq, c.Observed[0].Seq, c.Observed[1].Seq)
+		// the order rotates: round 1 opens with the baseline, round 2 ends with it
+		if c.Baseline[0].Seq != 0 || c.Baseline[1].Seq != 2 {
+			t.Errorf("%s: baseline at places %d, %d of rounds 1 and 2, want 0 and 2", c.Key, c.Baseline[0].Seq, c.Baseline[1].Seq)
 		}
 	}
 	off, on := onDisk.Find("crr-64/none/none/rate=off"), onDisk.Find("crr-64/ringbuf/hash/rate=1")
 	if off == nil || on == nil {
 		t.Fatal("cells missing")
+	}
+	// both cells are paired with the same baseline run of each round
+	for i := range off.Baseline {
+		if !off.Baseline[i].Start.Equal(on.Baseline[i].Start) || off.Observed[i].Start.Equal(on.Observed[i].Start) {
+			t.Errorf("round %d: the cells do not share one baseline, or share an arm", i+1)
+		}
 	}
 	if off.Observed[0].Probe != nil {
 		t.Error("the off cell ran an observer")
@@ -105,9 +112,9 @@ func TestResumeSkipsCompletedCells(t *testing.T) {
 		data, _ := os.ReadFile(counter)
 		return strings.Count(string(data), "\n")
 	}
-	first := clients() // 2 cells x 1 pair x 2 arms
-	if first != 4 {
-		t.Fatalf("first run started %d clients, want 4", first)
+	first := clients() // 1 round: the baseline and 2 arms
+	if first != 3 {
+		t.Fatalf("first run started %d clients, want 3", first)
 	}
 	// mark one cell failed, as a run that died would leave it
 	f, _ := results.Load(cfg.OutDir)
@@ -120,7 +127,7 @@ func TestResumeSkipsCompletedCells(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := clients() - first; got != 2 {
-		t.Errorf("resume started %d clients, want 2 (only the unfinished cell)", got)
+		t.Errorf("resume started %d clients, want 2 (a baseline and the unfinished cell)", got)
 	}
 	f, _ = results.Load(cfg.OutDir)
 	if len(f.Cells) != 2 || !f.Cells[1].OK() || len(f.Meta.Resumed) != 1 {
@@ -158,7 +165,7 @@ func TestMissingBinaryIsOneLine(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	cfg = fakeConfig(t, fastProfile)
-	cfg.Observer.Bin = "bin/nope"
+	cfg.Observers[0].Bin = "bin/nope"
 	if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "bin/nope not found") {
 		t.Errorf("err = %v", err)
 	}
@@ -172,15 +179,23 @@ groups: [{workloads: [w], transports: [ringbuf, perf], map_types: [hash, lru_has
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(Plan(p, Observer{Bin: "x"})); n != 5 {
+	if n := len(Plan(p, []Observer{{Bin: "x"}})); n != 5 {
 		t.Errorf("own observer: %d cells, want 5", n)
 	}
-	cells := Plan(p, Observer{Cmd: "bpftrace -e 'tracepoint:sock:inet_sock_set_state { @n = count(); }'"})
+	cells := Plan(p, []Observer{{Cmd: "bpftrace -e 'tracepoint:sock:inet_sock_set_state { @n = count(); }'"}})
 	if len(cells) != 2 || cells[1].Key() != "w/external/external/rate=1" {
 		t.Errorf("external plan: %v", cells)
 	}
-	if n := len(Plan(p, Observer{Cmd: "agent --transport {transport}"})); n != 3 {
+	if n := len(Plan(p, []Observer{{Cmd: "agent --transport {transport}"}})); n != 3 {
 		t.Errorf("external with {transport}: %d cells, want 3", n)
+	}
+	// two observers: every observed cell once for each, named; the A/A once
+	var keys []string
+	for _, c := range Plan(p, []Observer{{Name: "old", Bin: "a"}, {Name: "new", Bin: "b"}}) {
+		keys = append(keys, c.Key())
+	}
+	if len(keys) != 9 || keys[0] != "w/none/none/rate=off" || keys[1] != "w/ringbuf/hash/rate=1/observer=old" || keys[2] != "w/ringbuf/hash/rate=1/observer=new" {
+		t.Errorf("two observers: %v", keys)
 	}
 }
 
@@ -189,7 +204,7 @@ func TestExternalObserverWithoutProgramsTimesOut(t *testing.T) {
 		t.Skip("needs root to list BPF programs")
 	}
 	cfg := fakeConfig(t, strings.Replace(observedOnly, "health_timeout: 5s", "health_timeout: 1s", 1))
-	cfg.Observer = Observer{Cmd: "sleep 30"}
+	cfg.Observers = []Observer{{Cmd: "sleep 30"}}
 	f, err := Run(context.Background(), cfg)
 	if err == nil {
 		t.Fatal("an observer that loads nothing was accepted")
@@ -199,15 +214,21 @@ func TestExternalObserverWithoutProgramsTimesOut(t *testing.T) {
 	}
 }
 
-// Rounds interleave the cells: every cell's first pair runs before any
-// cell's second, so a drift of the machine falls on all cells alike.
-func TestCellsInterleaveByRound(t *testing.T) {
-	cfg := fakeConfig(t, fastProfile)
+// Rounds interleave the workloads: every workload's first round runs
+// before any workload's second, so a drift of the machine falls on all
+// cells alike; and each round starts one workload further on.
+func TestWorkloadsInterleaveByRound(t *testing.T) {
+	cfg := fakeConfig(t, `
+run: {duration: 60ms, warmup: 20ms, settle: 10ms, pairs: 2, health_timeout: 5s}
+workloads: {a: {mode: crr, size: 64, concurrency: 1}, b: {mode: rr, size: 64, concurrency: 1}}
+groups:
+  - {workloads: [a, b], transports: [ringbuf], map_types: [hash], sample_rates: [1]}
+`)
 	f, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	off, on := f.Find("crr-64/none/none/rate=off"), f.Find("crr-64/ringbuf/hash/rate=1")
+	a, b := f.Find("a/ringbuf/hash/rate=1"), f.Find("b/ringbuf/hash/rate=1")
 	// the earliest and latest start of a cell's runs in one round
 	span := func(c *results.Cell, pair int) (first, last time.Time) {
 		for _, s := range append(append([]results.Sample{}, c.Baseline...), c.Observed...) {
@@ -223,24 +244,70 @@ func TestCellsInterleaveByRound(t *testing.T) {
 		}
 		return first, last
 	}
-	for _, a := range []*results.Cell{off, on} {
-		for _, b := range []*results.Cell{off, on} {
-			_, lastA := span(a, 0)
-			firstB, _ := span(b, 1)
-			if !lastA.Before(firstB) {
-				t.Errorf("%s round 1 ran after %s round 2 began", a.Key, b.Key)
+	for _, x := range []*results.Cell{a, b} {
+		for _, y := range []*results.Cell{a, b} {
+			_, lastX := span(x, 0)
+			firstY, _ := span(y, 1)
+			if !lastX.Before(firstY) {
+				t.Errorf("%s round 1 ran after %s round 2 began", x.Key, y.Key)
 			}
 		}
 	}
-	// Each round starts one cell further on: the cell that opened round 1
-	// runs second in round 2.
-	for pair, want := range []*results.Cell{off, on} {
-		other := map[*results.Cell]*results.Cell{off: on, on: off}[want]
+	for pair, want := range []*results.Cell{a, b} {
+		other := map[*results.Cell]*results.Cell{a: b, b: a}[want]
 		w, _ := span(want, pair)
 		o, _ := span(other, pair)
 		if !w.Before(o) {
 			t.Errorf("round %d did not open with %s", pair+1, want.Key)
 		}
+	}
+}
+
+// Two observers in one run: every round measures both on the same
+// baseline, so compare pairs them by round.
+func TestObserversShareRounds(t *testing.T) {
+	cfg := fakeConfig(t, observedOnly)
+	cfg.Profile.Run.Pairs = 2
+	self := cfg.Observers[0].Bin
+	cfg.Observers = []Observer{{Name: "old", Bin: self}, {Name: "new", Bin: self}}
+	f, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, n := f.Find("crr-64/ringbuf/hash/rate=1/observer=old"), f.Find("crr-64/ringbuf/hash/rate=1/observer=new")
+	if o == nil || n == nil || !o.OK() || !n.OK() || o.Observer != "old" {
+		t.Fatalf("cells %+v %+v", o, n)
+	}
+	for i := range o.Baseline {
+		if !o.Baseline[i].Start.Equal(n.Baseline[i].Start) || o.Observed[i].Pair != n.Observed[i].Pair {
+			t.Errorf("round %d: not paired on one baseline", i+1)
+		}
+	}
+}
+
+// --ci-target adds rounds past the profile's pairs until the interval is
+// narrow enough or the time budget is spent; a reachable target adds none.
+func TestCITargetAddsRoundsWithinBudget(t *testing.T) {
+	run := func(target float64, budget time.Duration) int {
+		cfg := fakeConfig(t, observedOnly)
+		cfg.Profile.Run.Pairs = stats.MinSignificant
+		cfg.CITarget, cfg.MaxTime = target, budget
+		f, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(f.Cells[0].Observed)
+	}
+	if n := run(1000, time.Minute); n != stats.MinSignificant {
+		t.Errorf("a target met at the profile's pairs: %d rounds, want %d", n, stats.MinSignificant)
+	}
+	begun := time.Now()
+	n := run(1e-9, 4*time.Second)
+	if n <= stats.MinSignificant {
+		t.Errorf("an unmet target: %d rounds, want more than %d", n, stats.MinSignificant)
+	}
+	if took := time.Since(begun); took > 8*time.Second {
+		t.Errorf("the budget of 4s was not kept: %s", took)
 	}
 }
 
@@ -271,7 +338,7 @@ func TestResumeContinuesPartialCell(t *testing.T) {
 	}
 	f, _ = results.Load(cfg.OutDir)
 	c = &f.Cells[0]
-	if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Observed[1].Pair != 1 || c.Observed[1].Seq != 2 {
+	if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Observed[1].Pair != 1 || c.Observed[1].Seq != 0 {
 		t.Errorf("after resume: status %s, %d/%d samples, second observed pair %d seq %d", c.Status, len(c.Baseline), len(c.Observed), c.Observed[1].Pair, c.Observed[1].Seq)
 	}
 }

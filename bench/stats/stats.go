@@ -125,10 +125,16 @@ func quantile(sorted []float64, q float64) float64 {
 
 // EstimateMedian is the median of xs with a percentile-bootstrap interval.
 func EstimateMedian(xs []float64, seed uint64) Estimate {
+	return EstimateMedianN(xs, Resamples, seed)
+}
+
+// EstimateMedianN is EstimateMedian with a chosen number of resamples: a
+// power simulation that repeats it hundreds of times takes fewer.
+func EstimateMedianN(xs []float64, resamples int, seed uint64) Estimate {
 	if len(xs) == 0 {
 		return Estimate{} // N = 0: no data (NaN would not survive JSON)
 	}
-	boot := BootstrapMedians(xs, Resamples, seed)
+	boot := BootstrapMedians(xs, resamples, seed)
 	e := Estimate{Median: Median(xs), N: len(xs)}
 	e.Low = quantile(boot, (1-Level)/2)
 	e.High = quantile(boot, 1-(1-Level)/2)

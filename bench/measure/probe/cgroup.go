@@ -1,0 +1,102 @@
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
+)
+
+// Cgroup is a cgroup v2 directory of bench's own that the load runs in, so
+// its CPU time (system calls, the network stack, the BPF programs run in
+// its context) is read from one counter: whatever else the machine does
+// stays out of it, unlike the machine's busy time.
+type Cgroup struct {
+	Path string
+	dir  *os.File
+}
+
+// NewCgroup makes a child of the cgroup v2 root named name.
+func NewCgroup(name string) (*Cgroup, error) {
+	root, err := mounts.Cgroup2()
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.Join(root, name)
+	if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("make cgroup %s: %w (run as root)", p, err)
+	}
+	d, err := os.Open(p)
+	if err != nil {
+		os.Remove(p)
+		return nil, err
+	}
+	return &Cgroup{Path: p, dir: d}, nil
+}
+
+// FD is the directory's descriptor, for starting a process inside it
+// (SysProcAttr.UseCgroupFD).
+func (g *Cgroup) FD() int { return int(g.dir.Fd()) }
+
+// UsageNs is the CPU time the cgroup's processes have used, ns.
+func (g *Cgroup) UsageNs() int64 {
+	data, err := os.ReadFile(filepath.Join(g.Path, "cpu.stat"))
+	if err != nil {
+		return 0
+	}
+	return parseUsage(data)
+}
+
+func parseUsage(data []byte) int64 {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n * 1000
+		}
+	}
+	return 0
+}
+
+// Close removes the cgroup once its processes have gone.
+func (g *Cgroup) Close() error {
+	g.dir.Close()
+	var err error
+	for i := 0; i < 50; i++ { // a process that just exited leaves a moment later
+		if err = os.Remove(g.Path); err == nil || os.IsNotExist(err) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
+}
+
+// MachineBusyNs is the non-idle time of every CPU since boot, ns, from the
+// first line of /proc/stat (user, nice, system, irq, softirq, steal).
+func MachineBusyNs() int64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	return parseBusy(data)
+}
+
+func parseBusy(data []byte) int64 {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return ticks * int64(time.Second) / clockTick
+}
