@@ -107,7 +107,7 @@ func Power(f *results.File, th Thresholds) []results.Power {
 			}
 		}
 		for _, m := range []results.Metric{results.MetricAccounted, results.MetricCPU, results.MetricThroughput} {
-			p := results.Power{Metric: string(m), Unit: m.Unit(), Workload: def.Workload, Pairs: len(def.Observed), Threshold: th.For(m)}
+			p := results.Power{Metric: string(m), Unit: m.Unit(), Workload: def.Workload, Cell: def.Key, Pairs: len(def.Observed), Threshold: th.For(m)}
 			var aa []float64
 			switch {
 			case again != nil:

@@ -220,7 +220,7 @@ func gatePower(w io.Writer, f *results.File) {
 	fmt.Fprintf(w, "## What this run can decide\n\n")
 	fmt.Fprintf(w, "The gate flags a change when its 95%% interval lies above zero and its estimate above the threshold. Measured by resampling this run's own pairs (%d simulated runs each): ", 400)
 	fmt.Fprintf(w, "*detectable* is the smallest added cost flagged in 95%% of runs of this many pairs, from the A/A pairs' spread; *false alarms* the share of A/A runs flagged; *injected* the measured cost of the inject arm (a bounded loop bench adds to every connect()) and the share of runs that flag it.\n\n")
-	fmt.Fprintf(w, "| workload | metric | pairs | threshold | detectable | false alarms | injected | detected | A/A from |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	fmt.Fprintf(w, "| cell | metric | pairs | threshold | detectable | false alarms | injected | detected | A/A from |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, p := range f.Meta.Power {
 		prec := 0
 		if p.Unit == "pct" {
@@ -234,7 +234,7 @@ func gatePower(w io.Writer, f *results.File) {
 		if p.Injected != 0 {
 			inj, dr = fmt.Sprintf("%+.*f %s", prec, p.Injected, p.Unit), fmt.Sprintf("%.0f%%", 100*p.DetectionRate)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.*f %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Metric, p.Pairs, prec, p.Threshold, p.Unit, det, fa, inj, dr, p.AAFrom)
+		fmt.Fprintf(w, "| `%s` | %s | %d | %.*f %s | %s | %s | %s | %s | %s |\n", p.Cell, p.Metric, p.Pairs, prec, p.Threshold, p.Unit, det, fa, inj, dr, p.AAFrom)
 	}
 	fmt.Fprintln(w)
 }

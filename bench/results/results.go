@@ -80,6 +80,7 @@ type Power struct {
 	Metric    string  `json:"metric"` // accounted_per_op_ns, cpu_per_op_ns or throughput_overhead_pct
 	Unit      string  `json:"unit"`   // ns/op or pct
 	Workload  string  `json:"workload"`
+	Cell      string  `json:"cell"` // the observer cell the A/A and injected arms compare with
 	Pairs     int     `json:"pairs"`
 	Threshold float64 `json:"threshold"` // the gate's: a change must also exceed it
 	// Detectable is the smallest added cost the gate flags in 95% of
