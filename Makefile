@@ -12,7 +12,7 @@ APT_BUILD := clang-16 llvm-16 libbpf-dev bpftool
 APT_TEST := nftables iproute2 iperf3 sockperf prometheus
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build generate vmlinux test fmt-check vet check-generated unit bench bench-sampling bench-target bench-smoke bench-compare calibrate vmtest deps-build deps-test mounts clean
+.PHONY: all build generate vmlinux test fmt-check vet lint-workflows check-generated unit bench bench-sampling bench-target bench-smoke bench-compare bench-gate bench-noise calibrate vmtest deps-build deps-test mounts clean
 
 all: build
 
@@ -52,6 +52,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# The GitHub Actions workflows (docs/ci.md), checked by actionlint run from the
+# module proxy (nothing installed). Its shellcheck integration is used where
+# shellcheck is on PATH and disabled otherwise; pyflakes always.
+ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+lint-workflows:
+	$(GO) run $(ACTIONLINT) -shellcheck=$(shell command -v shellcheck) -pyflakes= $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
+
 # The committed objects must be what the committed C compiles to.
 check-generated: generate
 	@if ! git diff --quiet -- bpf/ || [ -n "$$(git status --porcelain --untracked-files=all -- bpf/)" ]; then \
@@ -59,15 +66,16 @@ check-generated: generate
 
 # The race detector covers the concurrent consumer (event reader, table,
 # exporters) and loadgen; the rest runs without it, which spares CI a race
-# build of client-go. The privileged packages run one at a time (-p 1): they
-# share the kernel, and their timing-sensitive tests (loss at 10k sockets/s,
-# a real Prometheus scraping) should not compete with each other for 2 CPUs.
+# build of client-go. Every package runs one at a time (-p 1): they share the
+# kernel (bench's tests tell an observer's programs from others' by what
+# appears while it starts), and their timing-sensitive tests (loss at 10k
+# sockets/s, a real Prometheus scraping) should not compete for 2 CPUs.
 RACE_PKGS := ./agent/conntrack/... ./agent/reader/... ./agent/export/... ./agent/config/... ./loadgen/... ./bench/...
 unit:
-	$(GO) test -race -count=1 $(RACE_PKGS)
+	$(GO) test -race -p 1 -count=1 $(RACE_PKGS)
 	$(GO) test -p 1 -count=1 $$($(GO) list ./... | grep -v -e /agent/conntrack -e /agent/reader -e /agent/export -e /agent/config -e /loadgen -e /bench)
 
-test: deps-test mounts fmt-check vet check-generated build unit
+test: deps-test mounts fmt-check vet lint-workflows check-generated build unit
 
 ## Bench and kernels --------------------------------------------------------
 bench: deps-test mounts build
@@ -83,9 +91,22 @@ bench-target: deps-test mounts build
 bench-smoke: deps-test mounts build
 	$(BIN)/bench run --profile smoke --out $${OUT:-/tmp/bench-smoke}
 
-# make bench-compare OLD=results/main: exit 1 on a significant overhead growth
+# make bench-compare OLD=results/main: two runs, not paired: large changes only
 bench-compare: build
 	$(BIN)/bench compare $(OLD) results/latest --threshold $${THRESHOLD:-2}
+
+# make bench-gate OLD=path/to/old/ebpf-net-obs: this build against OLD, paired
+# round by round in one run (~6 min), then the gate; INJECT=NS makes this
+# build NS ns per connect() costlier, to see the gate catch it.
+OLD_OBSERVER ?= $(OLD)
+bench-gate: deps-test mounts build
+	@test -x "$(OLD_OBSERVER)" || { echo "make bench-gate: give OLD=path to the old build's ebpf-net-obs (e.g. make -C /tmp/old build; OLD=/tmp/old/bin/ebpf-net-obs)"; exit 2; }
+	$(BIN)/bench run --profile gate --observer old=$(OLD_OBSERVER) --observer new=$(BIN)/ebpf-net-obs $(if $(INJECT),--inject new=$(INJECT)) --out $${OUT:-results/gate}
+	$(BIN)/bench compare $${OUT:-results/gate} --old old --new new
+
+# what makes a pair noisy here: four ways of loading the machine side by side (~10 min)
+bench-noise: deps-test mounts build
+	$(BIN)/bench run --profile noise --out results/noise
 
 # loadgen against iperf3, sockperf and a C connect loop (docs/loadgen.md)
 calibrate: deps-test build

@@ -10,7 +10,7 @@ import (
 )
 
 func TestEmbeddedProfilesLoad(t *testing.T) {
-	for _, name := range []string{"smoke", "quick", "full", "sampling", "target", "noise"} {
+	for _, name := range []string{"smoke", "quick", "full", "sampling", "target", "noise", "gate"} {
 		p, err := Load(name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -19,7 +19,7 @@ func TestEmbeddedProfilesLoad(t *testing.T) {
 			t.Errorf("%s: no cells", name)
 		}
 	}
-	if got := Names(); strings.Join(got, ",") != "full,noise,quick,sampling,smoke,target" {
+	if got := Names(); strings.Join(got, ",") != "full,gate,noise,quick,sampling,smoke,target" {
 		t.Errorf("Names() = %v", got)
 	}
 }
