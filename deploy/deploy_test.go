@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
 )
 
 // wantCaps is the capability set docs/metadata.md justifies, one by one.
@@ -226,9 +228,7 @@ func TestDaemonSetLeastPrivilege(t *testing.T) {
 	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9095 {
 		t.Errorf("ports %+v, want 9095", c.Ports)
 	}
-	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
-		t.Error("liveness probe must GET /healthz")
-	}
+	checkHealthProbes(t, m, c)
 	var node bool
 	for _, e := range c.Env {
 		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
@@ -249,6 +249,54 @@ func TestDaemonSetLeastPrivilege(t *testing.T) {
 	}
 }
 
+// checkHealthProbes: liveness and readiness both GET /healthz on the
+// metrics port (it answers 503 when the observer stops flushing, reading or
+// is detached), and liveness gives up only well after /healthz would: never
+// on one slow flush.
+func checkHealthProbes(t *testing.T, m manifests, c corev1.Container) {
+	t.Helper()
+	cfg := agentConfig(t, m)
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+	}{{"liveness", c.LivenessProbe}, {"readiness", c.ReadinessProbe}} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != "/healthz" {
+			t.Errorf("%s probe must GET /healthz", p.name)
+			continue
+		}
+		if port := p.probe.HTTPGet.Port; port.String() != "metrics" && port.IntValue() != 9095 {
+			t.Errorf("%s probe on port %s, want the metrics port", p.name, port.String())
+		}
+		if p.probe.TimeoutSeconds < 1 || p.probe.PeriodSeconds < 1 {
+			t.Errorf("%s probe: timeout %ds, period %ds", p.name, p.probe.TimeoutSeconds, p.probe.PeriodSeconds)
+		}
+	}
+	if l := c.LivenessProbe; l != nil {
+		// /healthz turns 503 after 3 flush intervals without a flush.
+		tolerated := time.Duration(l.PeriodSeconds*max(l.FailureThreshold, 1)) * time.Second
+		if tolerated < 3*cfg.FlushInterval {
+			t.Errorf("liveness restarts after %s of 503, less than 3 flush intervals (%s)", tolerated, 3*cfg.FlushInterval)
+		}
+	}
+}
+
+// agentConfig is the ConfigMap's config.yaml as the agent loads it.
+func agentConfig(t *testing.T, m manifests) config.Config {
+	t.Helper()
+	if len(m.configMaps) != 1 {
+		t.Fatalf("%d ConfigMaps, want 1", len(m.configMaps))
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(m.configMaps[0].Data["config.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load([]string{"--config", path}, io.Discard)
+	if err != nil {
+		t.Fatalf("the agent rejects the ConfigMap's config.yaml: %v", err)
+	}
+	return c
+}
+
 func TestConfigMapHoldsTheConfigFile(t *testing.T) {
 	m := load(t)
 	cfg, ok := m.configMaps[0].Data["config.yaml"]
@@ -267,6 +315,11 @@ func TestConfigMapHoldsTheConfigFile(t *testing.T) {
 	}
 	if c.ListenAddress != ":9095" {
 		t.Errorf("listen-address %q, want :9095 (the container port)", c.ListenAddress)
+	}
+	// Switching the kernel's BPF statistics is machine-wide and needs
+	// CAP_SYS_ADMIN, which the DaemonSet does not grant.
+	if c.BPFStats != runstats.Off {
+		t.Errorf("bpf-stats %q, want off", c.BPFStats)
 	}
 	var mounted bool
 	for _, v := range m.daemonSets[0].Spec.Template.Spec.Volumes {

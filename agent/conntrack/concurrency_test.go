@@ -46,14 +46,15 @@ func TestConcurrentUse(t *testing.T) {
 				return
 			default:
 			}
-			tb.BeginFlush()
-			for sk := uint64(0); sk < 64; sk += 2 {
-				s := proto
-				s.StartNs = uint64(time.Now().UnixNano()) - 500*(i%3)
-				s.Sent, s.RttSamples = i, uint32(i)
-				tb.Observe(sk, &s)
-			}
-			tb.EndFlush()
+			_, _ = tb.Flush(func(observe func(uint64, *conntrack.State)) (int, error) {
+				for sk := uint64(0); sk < 64; sk += 2 {
+					s := proto
+					s.StartNs = uint64(time.Now().UnixNano()) - 500*(i%3)
+					s.Sent, s.RttSamples = i, uint32(i)
+					observe(sk, &s)
+				}
+				return 32, nil
+			})
 			tb.Sweep()
 			flushes.Add(1)
 		}

@@ -153,9 +153,16 @@ func onlyRollup(t *testing.T, tb *conntrack.Table) conntrack.Rollup {
 
 // observe runs one flush pass over the given kernel entries.
 func observe(tb *conntrack.Table, entries map[uint64]conntrack.State) {
-	tb.BeginFlush()
-	for sk, st := range entries {
-		tb.Observe(sk, &st)
+	_, _ = tb.Flush(entriesWalk(entries))
+}
+
+// entriesWalk reads the given kernel entries, as reader.ConnMap.Each reads
+// the kernel's map.
+func entriesWalk(entries map[uint64]conntrack.State) conntrack.Walk {
+	return func(observe func(uint64, *conntrack.State)) (int, error) {
+		for sk, st := range entries {
+			observe(sk, &st)
+		}
+		return len(entries), nil
 	}
-	tb.EndFlush()
 }

@@ -40,7 +40,8 @@ type Table struct {
 	recentPeers   recent[netip.Addr, peer]
 	slab          []Conn // Conns are carved from chunks: one allocation per 256 connections
 	series        int
-	flushes       uint64
+	flushes       uint64              // passes begun
+	complete      uint64              // the last pass whose walk read the whole map
 	procs         map[[16]byte]string // interned command names
 	free          []*Conn
 	ctr           Counters
@@ -142,20 +143,38 @@ func (t *Table) admit(c *Conn) {
 	c.rollup.Active++
 }
 
-// BeginFlush starts a snapshot pass; call Observe for every entry of the
-// kernel map, then EndFlush. The table stays locked in between, so no close
-// record is applied while the kernel map is being read: an entry the batch
-// read returns is either still open or its close record comes after EndFlush
-// (the kernel deletes the entry before it emits the record).
-func (t *Table) BeginFlush() {
+// Walk reads every entry of the kernel's connection map once, calling
+// observe for each (the *State only during the call), and returns how many
+// it read. reader.ConnMap.Each is one.
+type Walk func(observe func(sk uint64, s *State)) (int, error)
+
+// Flush runs one snapshot pass: walk reads the kernel map into the table.
+// The table stays locked for the whole pass, so no close record is applied
+// while the kernel map is being read: an entry the walk returns is either
+// still open or its close record comes after the pass (the kernel deletes
+// the entry before it emits the record). The lock is taken and released
+// here only, whatever walk does (fails, panics).
+//
+// A pass whose walk fails keeps the entries it did read but retires
+// nothing: a partial read says nothing about the entries it did not reach.
+// Flush returns walk's count and error.
+func (t *Table) Flush(walk Walk) (int, error) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.flushes++
 	t.ctr.Snapshots++
+	n, err := walk(t.observe)
+	if err != nil {
+		return n, err
+	}
+	t.retireUnseen()
+	t.complete = t.flushes
+	return n, nil
 }
 
-// Observe applies one live entry of the kernel's connection map; only
-// between BeginFlush and EndFlush.
-func (t *Table) Observe(sk uint64, s *State) {
+// observe applies one live entry of the kernel's connection map; only
+// inside Flush, under the lock.
+func (t *Table) observe(sk uint64, s *State) {
 	key := connKey{sk, s.StartNs}
 	if _, done := t.lost[key]; done {
 		return
@@ -204,15 +223,15 @@ func (t *Table) mergeRTT(c *Conn, s *State) {
 	c.RTTSumMicros = s.RttSumUs
 }
 
-// EndFlush retires open connections the kernel no longer has and that
+// retireUnseen retires open connections the kernel no longer has and that
 // produced no close record within a flush (evicted from an LRU map, or a
-// record lost to a full transport); they count as closed with the totals
-// last seen. It ends the pass BeginFlush started.
-func (t *Table) EndFlush() {
-	defer t.mu.Unlock()
+// record lost to a full transport): those seen neither by this pass nor by
+// the last complete one before it. They count as closed with the totals
+// last seen.
+func (t *Table) retireUnseen() {
 	now := t.opt.Now()
 	for sk, c := range t.open {
-		if c.seenFlush+1 < t.flushes {
+		if c.seenFlush < t.complete {
 			delete(t.open, sk)
 			t.ctr.LostOpen++
 			t.retireLost(c, now)

@@ -1,6 +1,7 @@
 package conntrack_test
 
 import (
+	"errors"
 	"math"
 	"net/netip"
 	"slices"
@@ -286,21 +287,22 @@ func TestSocketAddressReuse(t *testing.T) {
 func TestCloseWaitsForFlush(t *testing.T) {
 	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
 	st := curl.state(t)
-	tb.BeginFlush()
 	done := make(chan struct{})
-	go func() {
-		tb.Close(closeRec{sk: 0xa, end: 2 * time.Second, sent: 10}.event(st))
-		close(done)
-	}()
-	select {
-	case <-done:
-		t.Fatal("close record applied in the middle of a flush")
-	case <-time.After(50 * time.Millisecond):
-	}
-	live := st
-	live.Sent = 5 // read by the batch before the socket closed
-	tb.Observe(0xa, &live)
-	tb.EndFlush()
+	_, _ = tb.Flush(func(observe func(uint64, *conntrack.State)) (int, error) {
+		go func() {
+			tb.Close(closeRec{sk: 0xa, end: 2 * time.Second, sent: 10}.event(st))
+			close(done)
+		}()
+		select {
+		case <-done:
+			t.Error("close record applied in the middle of a flush")
+		case <-time.After(50 * time.Millisecond):
+		}
+		live := st
+		live.Sent = 5 // read by the batch before the socket closed
+		observe(0xa, &live)
+		return 1, nil
+	})
 	<-done
 	if open, closed := tb.Len(); open != 0 || closed != 1 {
 		t.Fatalf("Len() = %d, %d; want 0 open, 1 closed", open, closed)
@@ -338,6 +340,94 @@ func TestOpenMissingFromTwoFlushesIsRetired(t *testing.T) {
 	if r := onlyRollup(t, tb); r.Active != 0 || r.Closed != 1 || r.BytesSent != 42 || r.Duration.Count != 1 || r.Duration.Sum != 2 {
 		t.Errorf("rollup active=%d closed=%d sent=%d duration count=%d sum=%v", r.Active, r.Closed, r.BytesSent, r.Duration.Count, r.Duration.Sum)
 	}
+}
+
+// A walk of the kernel map that fails part-way (or panics) leaves the table
+// unlocked: close records, scrapes and the next flush all go on. Before,
+// Flush was BeginFlush, the walk, EndFlush, and the observer skipped
+// EndFlush on an error, so the lock was never released. Each step runs under
+// a timeout: a deadlock fails the test instead of hanging it.
+func TestFailedWalkReleasesTheLock(t *testing.T) {
+	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
+	st := curl.state(t)
+	walkErr := errors.New("read connection map: injected")
+	within(t, "a failing walk", func() {
+		n, err := tb.Flush(func(observe func(uint64, *conntrack.State)) (int, error) {
+			observe(0xa, &st) // part-way
+			return 1, walkErr
+		})
+		if n != 1 || !errors.Is(err, walkErr) {
+			t.Errorf("Flush = %d, %v; want 1, the walk's error", n, err)
+		}
+	})
+	within(t, "a panicking walk", func() {
+		defer func() { _ = recover() }()
+		_, _ = tb.Flush(func(func(uint64, *conntrack.State)) (int, error) { panic("walk") })
+	})
+	within(t, "a close record after the failed walks", func() {
+		tb.Close(closeRec{sk: 0xa, end: 2 * time.Second, sent: 10}.event(st))
+	})
+	within(t, "a scrape", func() {
+		if cs := conns(tb); len(cs) != 1 || cs[0].BytesSent != 10 {
+			t.Errorf("connections %+v, want the closed one with 10 bytes", cs)
+		}
+		_ = rollups(tb)
+		_ = tb.Counters()
+	})
+	within(t, "the next flush", func() {
+		if _, err := tb.Flush(entriesWalk(nil)); err != nil {
+			t.Errorf("next flush: %v", err)
+		}
+	})
+	if c := tb.Counters(); c.Snapshots != 3 || c.Closes != 1 {
+		t.Errorf("counters %+v, want 3 snapshots, 1 close", c)
+	}
+}
+
+// within runs f, failing the test if it does not return in time (a
+// deadlock); the blocked goroutine is left behind.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s blocked: the table's lock is still held", what)
+	}
+}
+
+// A failed walk proves nothing about the entries it did not reach: it
+// retires nothing, and a connection it missed gets the same two complete
+// flushes as any other before it counts as lost.
+func TestFailedWalkRetiresNothing(t *testing.T) {
+	tb, _ := newTable(conntrack.Options{MaxSeries: 10})
+	a, b := curl.state(t), curl.state(t)
+	b.Sport, b.StartNs = 40001, ktime(2*time.Second)
+	observe(tb, map[uint64]conntrack.State{0xa: a, 0xb: b})
+	failing := func(observe func(uint64, *conntrack.State)) (int, error) {
+		observe(0xb, &b) // 0xa not reached
+		return 1, errors.New("injected")
+	}
+	within(t, "failed walks and the complete ones after them", func() {
+		for range 3 {
+			if _, err := tb.Flush(failing); err == nil {
+				t.Error("failing walk reported no error")
+			}
+		}
+		if open, _ := tb.Len(); open != 2 || tb.Counters().LostOpen != 0 {
+			t.Errorf("after failed walks: open=%d lost=%d, want 2 open, none lost", open, tb.Counters().LostOpen)
+		}
+		only := map[uint64]conntrack.State{0xb: b}
+		observe(tb, only) // 0xa missing from one complete flush: still open
+		if open, _ := tb.Len(); open != 2 {
+			t.Errorf("missing from one complete flush: %d open, want 2", open)
+		}
+		observe(tb, only)
+		if open, _ := tb.Len(); open != 1 || tb.Counters().LostOpen != 1 {
+			t.Errorf("missing from two complete flushes: open=%d lost=%d, want 1, 1", open, tb.Counters().LostOpen)
+		}
+	})
 }
 
 func TestSeriesCap(t *testing.T) {
@@ -585,8 +675,7 @@ func TestResolverAskedAgainEachFlush(t *testing.T) {
 	if c := closeOne(2); c.Workload.Pod != "" {
 		t.Errorf("pod %q within the same flush interval: the answer was not reused", c.Workload.Pod)
 	}
-	tb.BeginFlush()
-	tb.EndFlush()
+	observe(tb, nil)
 	c := closeOne(3)
 	if c.Workload.Pod != "web-0" {
 		t.Errorf("pod %q after a flush, want web-0", c.Workload.Pod)

@@ -69,7 +69,7 @@ type Observer struct {
 	Opts     Options
 	TPBTF    bool              // set_state runs as tp_btf (typed socket loads)
 	Disabled map[string]string // feature -> why it is off
-	links    []link.Link
+	links    []attached
 	// live refreshes open connections' counters from their sockets (nil:
 	// the per-ACK callback keeps them, on per-CPU maps or before 5.13).
 	live *ebpf.Program
@@ -311,7 +311,7 @@ func (obs *Observer) attach() error {
 		if err != nil {
 			return explain("attach tp_btf inet_sock_set_state", err)
 		}
-		obs.links = append(obs.links, l)
+		obs.track("set_state", obs.Objs.SetState, l)
 	} else if err := obs.attachRaw("inet_sock_set_state", obs.Objs.SetState); err != nil {
 		return err
 	}
@@ -335,7 +335,7 @@ func (obs *Observer) attach() error {
 	if err != nil {
 		return explain("attach sock_ops to cgroup "+cg, err)
 	}
-	obs.links = append(obs.links, l)
+	obs.track("sock_ops", obs.Objs.SockOps, l)
 	return nil
 }
 
@@ -344,7 +344,61 @@ func (obs *Observer) attachRaw(tp string, prog *ebpf.Program) error {
 	if err != nil {
 		return explain("attach raw tracepoint "+tp, err)
 	}
-	obs.links = append(obs.links, l)
+	obs.track(obs.programName(prog), prog, l)
+	return nil
+}
+
+// attached is one program's link, named as Programs names the program;
+// prog is the program's kernel ID (0: unknown, not checked).
+type attached struct {
+	name string
+	prog ebpf.ProgramID
+	link link.Link
+}
+
+func (obs *Observer) track(name string, p *ebpf.Program, l link.Link) {
+	var id ebpf.ProgramID
+	if info, err := p.Info(); err == nil {
+		id, _ = info.ID()
+	}
+	obs.links = append(obs.links, attached{name, id, l})
+}
+
+func (obs *Observer) programName(p *ebpf.Program) string {
+	for name, q := range obs.Programs() {
+		if q == p {
+			return name
+		}
+	}
+	return p.String()
+}
+
+// Attached checks in the kernel that every program is still attached: its
+// link still runs it, and a cgroup link still has its cgroup (BPF_LINK_DETACH
+// from another process, e.g. bpftool link detach, or the removal of the
+// --cgroup-path cgroup, leave the link open but detached). One or two
+// BPF_OBJ_GET_INFO_BY_FD per link, no map or program walk. An attachment
+// without a BPF link (the fallbacks before 5.7) cannot be described and is
+// trusted. The error names the program.
+func (obs *Observer) Attached() error {
+	if len(obs.links) == 0 {
+		return errors.New("no program attached")
+	}
+	for _, a := range obs.links {
+		info, err := a.link.Info()
+		if errors.Is(err, link.ErrNotSupported) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: its link is gone: %w", a.name, err)
+		}
+		if a.prog != 0 && info.Program != a.prog {
+			return fmt.Errorf("%s detached: its link %d runs program %d, not %d", a.name, info.ID, info.Program, a.prog)
+		}
+		if cg := info.Cgroup(); cg != nil && cg.CgroupId == 0 {
+			return fmt.Errorf("%s detached: its link %d has no cgroup any more (detached, or the cgroup was removed)", a.name, info.ID)
+		}
+	}
 	return nil
 }
 
@@ -369,7 +423,7 @@ func (obs *Observer) PercpuConns() bool {
 func (obs *Observer) Close() error {
 	var errs []error
 	for i := len(obs.links) - 1; i >= 0; i-- {
-		errs = append(errs, obs.links[i].Close())
+		errs = append(errs, obs.links[i].link.Close())
 	}
 	obs.links = nil
 	if obs.live != nil {

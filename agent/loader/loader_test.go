@@ -393,3 +393,52 @@ func readNow[R any](t *testing.T, rd deadlineReader[R], err error) func() (R, er
 		return rd.Read()
 	}
 }
+
+// TestAttachedSeesADetachedLink: another process can detach the sock_ops
+// link (BPF_LINK_DETACH, as bpftool link detach does) while the observer
+// still holds it open; Attached must notice, in the kernel, and name the
+// program. After Close nothing is attached.
+func TestAttachedSeesADetachedLink(t *testing.T) {
+	privtest.Require(t)
+	obs, err := Load(Options{Ringbuf: true, RingbufBytes: 1 << 20, ConnMapType: ebpf.Hash,
+		MaxConnections: 1024, SampleRate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	if err := obs.Attached(); err != nil {
+		t.Fatalf("just attached: %v", err)
+	}
+	var detached bool
+	for _, a := range obs.links {
+		if a.name != "sock_ops" {
+			continue
+		}
+		// By its ID, as another process would: not through our own fd.
+		info, err := a.link.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := link.NewFromID(info.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = other.Detach()
+		other.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		detached = true
+	}
+	if !detached {
+		t.Fatal("no sock_ops link")
+	}
+	err = obs.Attached()
+	if err == nil || !strings.Contains(err.Error(), "sock_ops") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("after the sock_ops link was detached: Attached() = %v, want one line naming sock_ops", err)
+	}
+	obs.Close()
+	if err := obs.Attached(); err == nil {
+		t.Error("after Close: Attached() = nil")
+	}
+}

@@ -40,6 +40,14 @@ func start(t *testing.T, mutate func(*config.Config)) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := serve(t, ob)
+	r.waitHealthy(t)
+	return r
+}
+
+// serve runs ob on a loopback port until the test ends.
+func serve(t *testing.T, ob *Observer) *running {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,9 +61,7 @@ func start(t *testing.T, mutate func(*config.Config)) *running {
 			t.Errorf("observer stop: %v", err)
 		}
 	})
-	r := &running{Observer: ob, url: "http://" + ln.Addr().String()}
-	r.waitHealthy(t)
-	return r
+	return &running{Observer: ob, url: "http://" + ln.Addr().String()}
 }
 
 func (r *running) waitHealthy(t *testing.T) {

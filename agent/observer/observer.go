@@ -59,17 +59,24 @@ type Observer struct {
 	kern     *loader.Observer
 	runStats *runstats.Reader
 	events   reader.Reader
-	conns    *reader.ConnMap
+	conns    connWalker
 	Table    *conntrack.Table
 	Registry *prometheus.Registry
 	entries  atomic.Int64
-	ready    atomic.Bool
+	health   *health     // what /healthz reports
+	failing  atomic.Bool // the last flush failed (logged once per run of failures)
 	mapType  ebpf.MapType
 	extra    []func() error // closers of optional parts (OTLP, metadata)
 	closeEv  sync.Once
 	// kernMu keeps Close from unloading programs under a scrape that a slow
 	// client kept running past the server's shutdown timeout.
 	kernMu sync.RWMutex
+}
+
+// connWalker reads the kernel's open connections: reader.ConnMap, or a
+// test's stand-in.
+type connWalker interface {
+	Each(fn func(sk uint64, s *reader.State)) (int, error)
 }
 
 // guarded collects from the kernel only while it is still loaded.
@@ -112,6 +119,7 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 		o.Now = time.Now
 	}
 	ob := &Observer{cfg: cfg, log: log, mapType: MapTypes[cfg.MapType]}
+	ob.health = newHealth(o.Now, healthLimit(cfg.FlushInterval), ob.attached)
 	kern, err := loader.Load(loader.Options{
 		Ringbuf: cfg.Transport == "ringbuf", RingbufBytes: cfg.RingbufBytes,
 		ConnMapType: ob.mapType, MaxConnections: cfg.MaxConnections,
@@ -220,7 +228,17 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	wg.Add(4)
-	go func() { defer wg.Done(); errc <- ob.readLoop() }()
+	ob.health.start()
+	go func() {
+		defer wg.Done()
+		err := ob.readLoop()
+		why := "closed"
+		if err != nil {
+			why = err.Error()
+		}
+		ob.health.readerStopped(why)
+		errc <- err
+	}()
 	go func() { defer wg.Done(); ob.flushLoop(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -235,7 +253,6 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 			errc <- fmt.Errorf("serve metrics: %w", err)
 		}
 	}()
-	ob.ready.Store(true)
 	ob.log.Info("observer running", "listen", ln.Addr().String(), "transport", ob.cfg.Transport,
 		"map_type", ob.cfg.MapType, "sample_rate", ob.cfg.SampleRate)
 
@@ -244,7 +261,7 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	ob.ready.Store(false)
+	ob.health.stop()
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shut)
@@ -253,7 +270,8 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 	return errors.Join(runErr, ob.Close())
 }
 
-// Handler serves /metrics and /healthz.
+// Handler serves /metrics and /healthz (200 "ok", or 503 and the reason:
+// see health.check).
 func (ob *Observer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(ob.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(ob.log.Handler(), slog.LevelWarn)}))
@@ -261,29 +279,42 @@ func (ob *Observer) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ob.ready.Load() {
-			http.Error(w, "not attached", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.Handle("/healthz", ob.health)
 	return mux
 }
+
+// attached says, from the kernel, whether every program is still attached.
+func (ob *Observer) attached() error {
+	ob.kernMu.RLock()
+	defer ob.kernMu.RUnlock()
+	if ob.kern == nil {
+		return errors.New("programs unloaded")
+	}
+	return ob.kern.Attached()
+}
+
+// aliveEvery is how many records the read loop applies between two signs
+// of life while records keep coming (it gives one whenever it goes idle).
+const aliveEvery = 1024
 
 func (ob *Observer) readLoop() error {
 	var ev reader.Event
 	var warned, warnedFlush bool
+	var applied uint
 	drain := drainInterval(ob.cfg.FlushInterval)
 	for {
 		err := ob.events.Read(&ev)
 		switch {
 		case err == nil:
 			ob.Table.Close(&ev)
+			if applied++; applied%aliveEvery == 0 {
+				ob.health.readAlive()
+			}
 			continue
 		case errors.Is(err, reader.ErrClosed):
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			ob.health.readAlive() // idle, and reading
 		default:
 			if !warned {
 				ob.log.Warn("event read failed; continuing", "err", err)
@@ -321,20 +352,29 @@ func (ob *Observer) flushLoop(ctx context.Context) {
 	}
 }
 
-// Flush reads the open connections from the kernel once.
-func (ob *Observer) Flush() {
+// Flush reads the open connections from the kernel once. A failed read
+// stops nothing: the table is released whatever the walk did, the next
+// flush tries again, and /healthz turns 503 once flushes have failed for
+// its limit.
+func (ob *Observer) Flush() error {
 	if err := ob.kern.RefreshLive(); err != nil {
 		ob.log.Warn("live counters not refreshed", "err", err)
 	}
-	ob.Table.BeginFlush()
-	n, err := ob.conns.Each(ob.Table.Observe)
+	n, err := ob.Table.Flush(ob.conns.Each)
+	ob.Table.Sweep()
 	if err != nil {
-		ob.log.Warn("flush failed", "err", err)
-		return
+		ob.health.flushFailed(err)
+		if !ob.failing.Swap(true) {
+			ob.log.Warn("flush failed; retrying every --flush-interval", "err", err)
+		}
+		return fmt.Errorf("flush: %w", err)
 	}
 	ob.entries.Store(int64(n))
-	ob.Table.EndFlush()
-	ob.Table.Sweep()
+	ob.health.flushed()
+	if ob.failing.Swap(false) {
+		ob.log.Info("flush recovered")
+	}
+	return nil
 }
 
 // KernelCounters sums the programs' per-CPU counters.
@@ -358,6 +398,9 @@ func (ob *Observer) RunStats() (map[string]runstats.Totals, time.Duration, error
 	return ob.runStats.Read()
 }
 
+// LastFlush is when the last successful flush ended (zero: none yet).
+func (ob *Observer) LastFlush() time.Time { return ob.health.LastFlush() }
+
 func (ob *Observer) ConnMapFill() (int, uint32) {
 	return int(ob.entries.Load()), ob.cfg.MaxConnections
 }
@@ -371,7 +414,9 @@ func (ob *Observer) UserCounters() map[string]uint64 {
 }
 
 func (ob *Observer) Features() map[string]bool {
-	out := map[string]bool{"bpf_stats": ob.cfg.BPFStats != runstats.Off, "percpu_merge": true, "tp_btf": true, "live_from_sockets": true, "close_batches": true}
+	// bpf_stats: the kernel counts run times, switched by the observer
+	// (--bpf-stats=on or sampled) or by someone else (the sysctl).
+	out := map[string]bool{"bpf_stats": ob.runStats.Counting(), "percpu_merge": true, "tp_btf": true, "live_from_sockets": true, "close_batches": true}
 	for f := range ob.kern.Disabled {
 		out[f] = false
 	}

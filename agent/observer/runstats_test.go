@@ -67,3 +67,26 @@ func TestBPFStatsSwitch(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultReadsStatisticsOthersHold: by default (--bpf-stats=off) the
+// observer switches nothing on the machine, yet while someone else holds
+// the kernel's statistics on (here the test, as BPF_ENABLE_STATS; the sysctl
+// kernel.bpf_stats_enabled=1 alike) it reports its programs' run times.
+func TestDefaultReadsStatisticsOthersHold(t *testing.T) {
+	ob := start(t, nil)
+	if ob.cfg.BPFStats != runstats.Off {
+		t.Fatalf("default --bpf-stats %q, want off", ob.cfg.BPFStats)
+	}
+	hold, err := bpfstats.Enable()
+	if err != nil {
+		t.Skipf("cannot hold the statistics on here: %v", err)
+	}
+	defer hold.Close()
+	churn(t, 1, 2) // 2 s of crr
+	runs := ob.value(t, "ebpf_net_obs_bpf_program_runs_total", map[string]string{"program": "set_state"})
+	secs := ob.value(t, "ebpf_net_obs_bpf_program_run_seconds_total", map[string]string{"program": "set_state"})
+	t.Logf("set_state: %.0f runs, %.4f s while the test held the statistics on", runs, secs)
+	if runs < 1000 || secs <= 0 {
+		t.Errorf("/metrics has set_state runs %.0f, run seconds %g after 2 s of churn with the statistics held on", runs, secs)
+	}
+}

@@ -84,9 +84,10 @@ func fixedTable(t testing.TB) *conntrack.Table {
 
 	live := state("[fd00::1]:8080", "[fd00::9]:51000", 99, "nginx", 0, 2*time.Second, conntrack.DirPassive, est)
 	live.AckedBase, live.Sent, live.BytesReceived = 1, 501, 300
-	tb.BeginFlush()
-	tb.Observe(2, &live)
-	tb.EndFlush()
+	_, _ = tb.Flush(func(observe func(uint64, *conntrack.State)) (int, error) {
+		observe(2, &live)
+		return 1, nil
+	})
 
 	failed := &bpf.TcpobsConnEvent{Sk: 3, EndNs: uint64(4 * time.Second),
 		State: state("10.0.0.1:40001", "10.0.0.3:81", 4242, "psql", 77, 3*time.Second, conntrack.DirActive,
@@ -96,8 +97,19 @@ func fixedTable(t testing.TB) *conntrack.Table {
 }
 
 type selfSource struct {
-	tb        *conntrack.Table
-	kernelErr error
+	tb           *conntrack.Table
+	kernelErr    error
+	neverFlushed bool
+}
+
+// flushedAt is when the fake observer's last flush ended.
+var flushedAt = time.Date(2026, 1, 1, 0, 0, 5, 250_000_000, time.UTC)
+
+func (s selfSource) LastFlush() time.Time {
+	if s.neverFlushed {
+		return time.Time{}
+	}
+	return flushedAt
 }
 
 func (s selfSource) KernelCounters() (map[string]uint64, error) {
@@ -323,7 +335,16 @@ func TestSelfSeries(t *testing.T) {
 		{"ebpf_net_obs_feature_enabled", map[string]string{"feature": "sock_ops"}, 1},
 		{"ebpf_net_obs_feature_enabled", map[string]string{"feature": "fentry"}, 0},
 		{"ebpf_net_obs_scrape_collector_success", nil, 1},
+		{"ebpf_net_obs_last_flush_timestamp_seconds", nil, 1767225605.25},
 	})
+	if mf := family(mfs, "ebpf_net_obs_last_flush_timestamp_seconds"); mf.GetType() != dto.MetricType_GAUGE {
+		t.Errorf("last_flush_timestamp_seconds is a %v, want a gauge", mf.GetType())
+	}
+	// Before the first flush: 0, not the zero time's -62135596800.
+	mfs = gather(t, selfSource{tb: tb, neverFlushed: true})
+	if v := value(find(t, mfs, "ebpf_net_obs_last_flush_timestamp_seconds", nil)); v != 0 {
+		t.Errorf("last_flush_timestamp_seconds = %v before any flush, want 0", v)
+	}
 	if n := len(family(mfs, "ebpf_net_obs_events_total").Metric); n != 8 {
 		t.Errorf("%d event sources, want 8", n)
 	}

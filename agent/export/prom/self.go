@@ -19,6 +19,8 @@ type SelfSource interface {
 	ConnMapFill() (entries int, capacity uint32)
 	// UserCounters are user-space totals by name (series overflow, ...).
 	UserCounters() map[string]uint64
+	// LastFlush is when the last successful flush ended (zero: none yet).
+	LastFlush() time.Time
 	Features() map[string]bool
 }
 
@@ -31,6 +33,7 @@ type SelfCollector struct {
 	mapEntries, mapCapacity, runSeconds, runs   *prometheus.Desc
 	statsOnSeconds                              *prometheus.Desc
 	user, feature, scrapeSeconds, scrapeSuccess *prometheus.Desc
+	lastFlush                                   *prometheus.Desc
 	infoLabels                                  []string
 }
 
@@ -57,12 +60,13 @@ func NewSelfCollector(src SelfSource, info map[string]string) *SelfCollector {
 		feature:        prometheus.NewDesc(ns+"_feature_enabled", "Whether an optional feature is on (1) or was turned off on this kernel (0).", []string{"feature"}, nil),
 		scrapeSeconds:  prometheus.NewDesc(ns+"_scrape_collector_duration_seconds", "Time this scrape spent reading kernel state.", nil, nil),
 		scrapeSuccess:  prometheus.NewDesc(ns+"_scrape_collector_success", "Whether reading kernel state succeeded.", nil, nil),
+		lastFlush:      prometheus.NewDesc(ns+"_last_flush_timestamp_seconds", "When the last successful flush of the kernel's connection map ended, in unix seconds (0 before the first).", nil, nil),
 	}
 }
 
 func (c *SelfCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.events, c.lost, c.sampledOut, c.untracked, c.mapEntries,
-		c.mapCapacity, c.runSeconds, c.runs, c.statsOnSeconds, c.user, c.feature, c.scrapeSeconds, c.scrapeSuccess} {
+		c.mapCapacity, c.runSeconds, c.runs, c.statsOnSeconds, c.user, c.feature, c.scrapeSeconds, c.scrapeSuccess, c.lastFlush} {
 		ch <- d
 	}
 }
@@ -92,6 +96,11 @@ func (c *SelfCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.sampledOut, k["rtt_sampled_out"])
 		counter(c.untracked, k["untracked_close"])
 	}
+	var flushed float64
+	if t := c.src.LastFlush(); !t.IsZero() {
+		flushed = float64(t.Unix()) + float64(t.Nanosecond())/1e9
+	}
+	ch <- prometheus.MustNewConstMetric(c.lastFlush, prometheus.GaugeValue, flushed)
 	entries, capacity := c.src.ConnMapFill()
 	ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(entries), "conns")
 	ch <- prometheus.MustNewConstMetric(c.mapCapacity, prometheus.GaugeValue, float64(capacity), "conns")
