@@ -33,7 +33,7 @@ type Config struct {
 	MaxConnectionSeries int           `yaml:"max-connection-series"` // cap on per-connection series; the rest counts in rollups
 	RingbufBytes        uint32        `yaml:"ringbuf-bytes"`         // ring buffer size
 	PerfBufferBytes     int           `yaml:"perf-buffer-bytes"`     // perf buffer size per CPU
-	BPFStats            runstats.Mode `yaml:"bpf-stats"`             // kernel BPF run-time statistics: sampled | on | off
+	BPFStats            runstats.Mode `yaml:"bpf-stats"`             // kernel BPF run-time statistics: off | on | sampled
 	BPFStatsWindow      time.Duration `yaml:"bpf-stats-window"`      // sampled: statistics on for this long ...
 	BPFStatsPeriod      time.Duration `yaml:"bpf-stats-period"`      // ... once in every period
 	OTLPEndpoint        string        `yaml:"otlp-endpoint"`         // push OTLP metrics here when set
@@ -58,7 +58,7 @@ func Default() Config {
 		MaxConnectionSeries: 10000,
 		RingbufBytes:        4 << 20,
 		PerfBufferBytes:     1 << 20,
-		BPFStats:            runstats.Sampled,
+		BPFStats:            runstats.Off, // a machine-wide switch: opt-in only
 		BPFStatsWindow:      time.Second,
 		BPFStatsPeriod:      30 * time.Second,
 		OTLPInterval:        10 * time.Second,
@@ -134,7 +134,7 @@ func (c *Config) bind(fs *flag.FlagSet) {
 		return parseUint32(s, &c.RingbufBytes)
 	})
 	fs.IntVar(&c.PerfBufferBytes, "perf-buffer-bytes", c.PerfBufferBytes, "perf buffer size per CPU")
-	fs.Var(&c.BPFStats, "bpf-stats", "the kernel's BPF run-time statistics (two clock reads per program run while on): sampled (on for --bpf-stats-window in every --bpf-stats-period, totals scaled up), on (exact), off")
+	fs.Var(&c.BPFStats, "bpf-stats", "the kernel's BPF run-time statistics, a machine-wide switch (two clock reads per run of every BPF program while on): off (never switched; run times are still read if kernel.bpf_stats_enabled=1), on (exact), sampled (on for --bpf-stats-window in every --bpf-stats-period, totals scaled up)")
 	fs.DurationVar(&c.BPFStatsWindow, "bpf-stats-window", c.BPFStatsWindow, "with --bpf-stats=sampled: how long the statistics stay on in each period")
 	fs.DurationVar(&c.BPFStatsPeriod, "bpf-stats-period", c.BPFStatsPeriod, "with --bpf-stats=sampled: one window in every period, at a random offset")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "push OTLP/HTTP metrics to this URL (e.g. http://collector:4318)")

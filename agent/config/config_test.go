@@ -48,6 +48,38 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 }
 
+// The kernel's BPF statistics are a machine-wide switch: the observer
+// leaves them alone unless asked (--bpf-stats=on or sampled).
+func TestBPFStatsOffByDefault(t *testing.T) {
+	if d := Default(); d.BPFStats != runstats.Off {
+		t.Errorf("default --bpf-stats = %q, want off", d.BPFStats)
+	}
+	for _, tc := range []struct {
+		args []string
+		want runstats.Mode
+	}{
+		{nil, runstats.Off},
+		{[]string{"--bpf-stats=on"}, runstats.On},
+		{[]string{"--bpf-stats", "sampled"}, runstats.Sampled},
+		{[]string{"--bpf-stats=off"}, runstats.Off},
+		{[]string{"--bpf-stats=sampled", "--bpf-stats-window=100ms", "--bpf-stats-period=1s"}, runstats.Sampled},
+	} {
+		c, err := Load(tc.args, io.Discard)
+		if err != nil || c.BPFStats != tc.want {
+			t.Errorf("%v: --bpf-stats %q, err %v; want %q", tc.args, c.BPFStats, err, tc.want)
+		}
+	}
+	var usage bytes.Buffer
+	if _, err := Load([]string{"--help"}, &usage); !errors.Is(err, ErrHelp) {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(usage.String(), "\n  -") {
+		if strings.HasPrefix(line, "bpf-stats ") && !strings.Contains(line, "(default off)") {
+			t.Errorf("--help does not say the default is off:\n%s", line)
+		}
+	}
+}
+
 func TestBadValuesNameTheFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -219,7 +251,7 @@ func TestBadFlagIsOneLine(t *testing.T) {
 			t.Errorf("%v: err %q, and %d bytes written besides", args, err, out.Len())
 		}
 	}
-	if _, err := Load([]string{"--bpf-stats=maybe"}, io.Discard); err == nil || !strings.Contains(err.Error(), "want sampled, on or off") {
+	if _, err := Load([]string{"--bpf-stats=maybe"}, io.Discard); err == nil || !strings.Contains(err.Error(), "want off, on or sampled") {
 		t.Errorf("bad --bpf-stats: %v does not list the accepted values", err)
 	}
 }

@@ -6,7 +6,10 @@
 // kernel reads the clock twice around every run of every BPF program. On
 // connection churn that is ≈ 3 points of throughput (make bench: the
 // bpf_stats=on and bpf_stats=off cells), more than the rest of the programs'
-// fixed cost. Sampled mode pays it during one window per period only.
+// fixed cost. Sampled mode pays it during one window per period only. Off,
+// the default, never switches them: the observer changes nothing on the
+// machine, and reports what the kernel counts when someone else keeps the
+// statistics on (sysctl kernel.bpf_stats_enabled=1).
 package runstats
 
 import (
@@ -29,11 +32,11 @@ type Mode string
 const (
 	On      Mode = "on"      // all the time: exact kernel totals
 	Sampled Mode = "sampled" // one window per period, totals scaled up
-	Off     Mode = "off"     // never switched on by the observer
+	Off     Mode = "off"     // never switched on by the observer (the default)
 )
 
 // Modes are the accepted values, in the order the help text lists them.
-var Modes = []Mode{Sampled, On, Off}
+var Modes = []Mode{Off, On, Sampled}
 
 // Totals are one program's cumulative run time and runs (exact with On,
 // estimated with Sampled) and its recursion misses (always exact: the kernel
@@ -56,6 +59,7 @@ type Reader struct {
 	progs  map[string]*ebpf.Program
 	opts   Options
 	enable func() (io.Closer, error)
+	sysctl func() string // kernel.bpf_stats_enabled: "1" when someone else holds the statistics on
 	start  time.Time
 
 	mu       sync.Mutex
@@ -63,17 +67,21 @@ type Reader struct {
 	est      map[string]Totals
 	measured time.Duration // how long the statistics were on for these totals
 	windows  int           // sampled windows credited
+	// Off: when Read last looked at the sysctl, and whether it was on.
+	checked  time.Time
+	sysctlOn bool
 }
 
 // New checks that the kernel can switch the statistics on and, with On,
 // switches them on. On an error (which names the cause) the Reader it
 // returns works as with Off.
 func New(progs map[string]*ebpf.Program, o Options) (*Reader, error) {
-	return newReader(progs, o, bpfstats.Enable)
+	return newReader(progs, o, bpfstats.Enable, bpfstats.Sysctl)
 }
 
-func newReader(progs map[string]*ebpf.Program, o Options, enable func() (io.Closer, error)) (*Reader, error) {
-	r := &Reader{progs: progs, opts: o, enable: enable, start: time.Now(), est: map[string]Totals{}}
+func newReader(progs map[string]*ebpf.Program, o Options, enable func() (io.Closer, error), sysctl func() string) (*Reader, error) {
+	r := &Reader{progs: progs, opts: o, enable: enable, sysctl: sysctl, start: time.Now(), est: map[string]Totals{}}
+	r.checked, r.sysctlOn = r.start, sysctl() == "1"
 	if o.Mode == Sampled && (o.Window <= 0 || o.Window >= o.Period) {
 		r.opts.Mode = Off
 		return r, fmt.Errorf("sampled BPF statistics need 0 < window (%s) < period (%s)", o.Window, o.Period)
@@ -181,8 +189,9 @@ func (r *Reader) snapshot() (map[string]*ebpf.ProgramStats, error) {
 
 // Read returns each program's totals and how long the statistics were on
 // for them (On: since New; Sampled: the sum of the completed windows; Off:
-// zero, and the totals are whatever the kernel counted for other holders,
-// such as sysctl kernel.bpf_stats_enabled=1).
+// the totals are whatever the kernel counted for other holders, and the
+// time is how long sysctl kernel.bpf_stats_enabled read 1, from one Read to
+// the next; another holder of BPF_ENABLE_STATS is not visible there).
 func (r *Reader) Read() (map[string]Totals, time.Duration, error) {
 	now, err := r.snapshot()
 	if err != nil {
@@ -199,11 +208,27 @@ func (r *Reader) Read() (map[string]Totals, time.Duration, error) {
 		t.Misses = st.RecursionMisses
 		out[name] = t
 	}
+	if r.opts.Mode == Off {
+		t, on := time.Now(), r.sysctl() == "1"
+		if on && r.sysctlOn {
+			r.measured += t.Sub(r.checked)
+		}
+		r.checked, r.sysctlOn = t, on
+	}
 	measured := r.measured
 	if r.held != nil {
 		measured = time.Since(r.start)
 	}
 	return out, measured, nil
+}
+
+// Counting says whether the kernel counts the programs' run times for
+// Read: On and Sampled switch the statistics themselves; Off relies on
+// sysctl kernel.bpf_stats_enabled=1 as Read (or New) last saw it.
+func (r *Reader) Counting() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opts.Mode != Off || r.sysctlOn
 }
 
 // Close switches the statistics off if this reader holds them on.
@@ -247,7 +272,7 @@ func ParseMode(s string) (Mode, error) {
 			return m, nil
 		}
 	}
-	return "", errors.New("want sampled, on or off")
+	return "", errors.New("want off, on or sampled")
 }
 
 // Set and String make a Mode a flag value.

@@ -51,7 +51,7 @@ func TestModeFlag(t *testing.T) {
 		want Mode
 		err  bool
 	}{
-		{nil, Sampled, false},
+		{nil, Off, false},
 		{[]string{"--bpf-stats", "on"}, On, false},
 		{[]string{"--bpf-stats=false"}, Off, false},
 		{[]string{"--bpf-stats=true"}, On, false},
@@ -59,7 +59,7 @@ func TestModeFlag(t *testing.T) {
 		{[]string{"--bpf-stats=off"}, Off, false},
 		{[]string{"--bpf-stats=sometimes"}, "", true},
 	} {
-		m := Sampled
+		m := Off // config.Default's
 		fs := flag.NewFlagSet("", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		fs.Var(&m, "bpf-stats", "")
@@ -67,7 +67,7 @@ func TestModeFlag(t *testing.T) {
 		if (err != nil) != tc.err || (!tc.err && m != tc.want) {
 			t.Errorf("%v: mode %q, err %v; want %q, error %v", tc.args, m, err, tc.want, tc.err)
 		}
-		if tc.err && err != nil && (!strings.Contains(err.Error(), "want sampled, on or off") || strings.Contains(err.Error(), "boolean")) {
+		if tc.err && err != nil && (!strings.Contains(err.Error(), "want off, on or sampled") || strings.Contains(err.Error(), "boolean")) {
 			t.Errorf("%v: error %q does not name the accepted values", tc.args, err)
 		}
 	}
@@ -88,7 +88,7 @@ func TestNewHoldsOnlyInModeOn(t *testing.T) {
 		{Off, 0, 0},
 	} {
 		var f fakeSwitch
-		r, err := newReader(nil, Options{Mode: tc.mode, Window: time.Second, Period: 10 * time.Second}, f.enable)
+		r, err := newReader(nil, Options{Mode: tc.mode, Window: time.Second, Period: 10 * time.Second}, f.enable, sysctlReads("0"))
 		if err != nil || f.opened != tc.openNew || f.closed != tc.closedAfter {
 			t.Errorf("%s: New switched on %d and off %d times (err %v); want %d and %d",
 				tc.mode, f.opened, f.closed, err, tc.openNew, tc.closedAfter)
@@ -101,7 +101,7 @@ func TestNewHoldsOnlyInModeOn(t *testing.T) {
 
 func TestNewFailureFallsBackToOff(t *testing.T) {
 	refuse := func() (io.Closer, error) { return nil, errors.New("operation not permitted") }
-	r, err := newReader(nil, Options{Mode: Sampled, Window: time.Second, Period: 10 * time.Second}, refuse)
+	r, err := newReader(nil, Options{Mode: Sampled, Window: time.Second, Period: 10 * time.Second}, refuse, sysctlReads("0"))
 	if err == nil || !strings.Contains(err.Error(), "5.8") {
 		t.Fatalf("error %v does not name the cause and the kernel it needs", err)
 	}
@@ -111,8 +111,40 @@ func TestNewFailureFallsBackToOff(t *testing.T) {
 	if err := r.Run(ctx); err != nil || r.opts.Mode != Off {
 		t.Errorf("after a refused switch: Run %v, mode %s; want nil, off", err, r.opts.Mode)
 	}
-	if _, err := newReader(nil, Options{Mode: Sampled, Window: time.Second, Period: time.Second}, refuse); err == nil {
+	if _, err := newReader(nil, Options{Mode: Sampled, Window: time.Second, Period: time.Second}, refuse, sysctlReads("0")); err == nil {
 		t.Error("window as long as the period accepted")
+	}
+}
+
+func sysctlReads(v string) func() string { return func() string { return v } }
+
+// Off changes nothing on the machine, yet when someone else set
+// kernel.bpf_stats_enabled=1 it reports the kernel's run times and how long
+// the sysctl said the statistics were on; with the sysctl at 0, no time.
+func TestOffReadsStatisticsOthersSwitchedOn(t *testing.T) {
+	for _, sysctl := range []string{"1", "0"} {
+		var f fakeSwitch
+		r, err := newReader(nil, Options{Mode: Off}, f.enable, sysctlReads(sysctl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, on, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.opened != 0 {
+			t.Errorf("sysctl %s: off switched the statistics on %d times", sysctl, f.opened)
+		}
+		if counting := r.Counting(); counting != (sysctl == "1") {
+			t.Errorf("sysctl %s: Counting() = %v", sysctl, counting)
+		}
+		if sysctl == "1" && on < 20*time.Millisecond {
+			t.Errorf("sysctl 1: statistics on for %s over 20ms, want the whole time", on)
+		}
+		if sysctl == "0" && on != 0 {
+			t.Errorf("sysctl 0: statistics on for %s, want 0", on)
+		}
 	}
 }
 
