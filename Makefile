@@ -11,6 +11,8 @@ export BPF_STRIP := llvm-strip-16
 APT_BUILD := clang-16 llvm-16 libbpf-dev bpftool
 APT_TEST := nftables iproute2 iperf3 sockperf prometheus
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# wait for another apt (an unattended upgrade, a second make) instead of failing
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: all build generate vmlinux test fmt-check vet lint-workflows check-generated unit bench bench-sampling bench-target bench-smoke bench-compare bench-gate bench-noise calibrate vmtest deps-build deps-test mounts clean
 
@@ -23,7 +25,7 @@ build:
 deps-build:
 	@missing=""; for p in $(APT_BUILD); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	  $(APT) update -qq && $(APT) install -y -qq $$missing >/dev/null; fi
 
 generate: deps-build
 	cd bpf && $(GO) generate ./...
@@ -37,7 +39,7 @@ vmlinux: deps-build
 deps-test:
 	@missing=""; for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	  $(APT) update -qq && $(APT) install -y -qq $$missing >/dev/null; fi
 
 mounts:
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -96,7 +98,7 @@ bench-compare: build
 	$(BIN)/bench compare $(OLD) results/latest --threshold $${THRESHOLD:-2}
 
 # make bench-gate OLD=path/to/old/ebpf-net-obs: this build against OLD, paired
-# round by round in one run (~6 min), then the gate; INJECT=NS makes this
+# round by round in one run (~8 min), then the gate; INJECT=NS makes this
 # build NS ns per connect() costlier, to see the gate catch it.
 OLD_OBSERVER ?= $(OLD)
 bench-gate: deps-test mounts build

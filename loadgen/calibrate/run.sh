@@ -24,7 +24,7 @@ need=()
 for tool in iperf3 sockperf gcc python3; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if ((${#need[@]})); then
 	echo "installing: ${need[*]}" >&2
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi
 (cd "$root" && go build -o "$tmp/loadgen" ./loadgen/cmd/loadgen)
 gcc -O2 -o "$tmp/crr" "$here/crr.c"

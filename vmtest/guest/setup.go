@@ -48,7 +48,7 @@ func Setup(ctx context.Context, cache kernels.Cache) error {
 		cache.Logf("installing %s", strings.Join(missing, " "))
 		if err := aptInstall(ctx, missing); err != nil {
 			cache.Logf("apt-get install failed (%v); running apt-get update and retrying", err)
-			if out, err := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); err != nil {
+			if out, err := exec.CommandContext(ctx, "apt-get", "-o", aptLockWait, "update", "-qq").CombinedOutput(); err != nil {
 				return fmt.Errorf("apt-get update: %v\n%s", err, out)
 			}
 			if err := aptInstall(ctx, missing); err != nil {
@@ -92,8 +92,12 @@ func Setup(ctx context.Context, cache kernels.Cache) error {
 	return nil
 }
 
+// aptLockWait makes apt wait for another apt's lock (an unattended upgrade,
+// a second make) instead of failing at once.
+const aptLockWait = "DPkg::Lock::Timeout=600"
+
 func aptInstall(ctx context.Context, pkgs []string) error {
-	args := append([]string{"install", "-y", "-qq", "--no-install-recommends"}, pkgs...)
+	args := append([]string{"-o", aptLockWait, "install", "-y", "-qq", "--no-install-recommends"}, pkgs...)
 	cmd := exec.CommandContext(ctx, "apt-get", args...)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	if out, err := cmd.CombinedOutput(); err != nil {
