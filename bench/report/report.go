@@ -290,7 +290,8 @@ func precision(w io.Writer, f *results.File) {
 	if t := f.Meta.CITarget; t > 0 {
 		fmt.Fprintf(w, "Target: ±%.1f points on each cell's primary metric (`--ci-target`).\n\n", t)
 	}
-	fmt.Fprintf(w, "| cell | primary metric | pairs | ± (half width) | end-to-end CPU ns/op: cgroup ± | machine (/proc/stat) ± |\n| --- | --- | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(w, "End-to-end CPU added per operation three ways, median ± half its interval (ns): the load's cgroup, all of it (the reported figure); its kernel time only (with the observer's CPU); the machine's busy time.\n\n")
+	fmt.Fprintf(w, "| cell | primary metric | pairs | ± (half width) | cgroup CPU/op | cgroup kernel CPU/op | machine busy/op |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, c := range okCells(f) {
 		met := ""
 		if t := f.Meta.CITarget; t > 0 {
@@ -299,10 +300,17 @@ func precision(w io.Writer, f *results.File) {
 				met = " ✗"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.2f%s | %.0f | %.0f |\n", c.Label(), c.PrimaryMetric, len(c.Observed), c.CIHalfWidth, met,
-			(c.CPUPerOpCIHigh-c.CPUPerOpCILow)/2, (c.MachineCPUPerOp.High-c.MachineCPUPerOp.Low)/2)
+		fmt.Fprintf(w, "| %s | %s | %d | %.2f%s | %.0f ± %.0f | %s | %s |\n", c.Label(), c.PrimaryMetric, len(c.Observed), c.CIHalfWidth, met,
+			c.CPUPerOpNs, (c.CPUPerOpCIHigh-c.CPUPerOpCILow)/2, pm(c.SysCPUPerOp), pm(c.MachineCPUPerOp))
 	}
 	fmt.Fprintln(w)
+}
+
+func pm(e stats.Estimate) string {
+	if e.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f ± %.0f", e.Median, (e.High-e.Low)/2)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -42,6 +42,8 @@ type Meta struct {
 	Loadgen        string             `json:"loadgen"`
 	Run            matrix.RunSettings `json:"run"`
 	BPFStatsCost   *StatsCost         `json:"bpf_stats_cost,omitempty"`
+	// InjectNsPerIteration is the injected loop's calibrated cost.
+	InjectNsPerIteration float64 `json:"inject_ns_per_iteration,omitempty"`
 	// FloorOf maps each observer program to the floor program on its hook.
 	FloorOf map[string]string `json:"floor_of,omitempty"`
 	// CITarget is bench run --ci-target: points on each side; 0 = none.
@@ -163,6 +165,7 @@ type Sample struct {
 	// programs running in them) and the machine's (every CPU's non-idle
 	// time, /proc/stat).
 	LoadCPUNs     int64 `json:"load_cpu_ns"`
+	LoadSysNs     int64 `json:"load_sys_ns"` // of which in the kernel
 	MachineBusyNs int64 `json:"machine_busy_ns"`
 	WindowNs      int64 `json:"window_ns"`
 	// Accounting is the short run after the measured one that times the
@@ -241,6 +244,10 @@ type Cell struct {
 	// MachineCPUPerOp is the same from the machine's busy time, which
 	// background work and idle accounting also move: kept to compare.
 	MachineCPUPerOp stats.Estimate `json:"machine_cpu_per_op_ns"`
+	// SysCPUPerOp counts only the load's kernel time (and the observer's
+	// CPU): the part the observer's hooks add to, without the noise of the
+	// load's own user space.
+	SysCPUPerOp stats.Estimate `json:"sys_cpu_per_op_ns"`
 
 	// Cost per operation, accounted: BPF run time + the observer's CPU +
 	// the kernel's dispatch of the hooks (the floor cell's end-to-end cost).

@@ -55,6 +55,19 @@ func (s *Sample) CPUPerOp() float64 {
 	return float64(cpu) / s.Loadgen.Ops
 }
 
+// SysCPUPerOp is a sample's kernel CPU time of the load per operation plus
+// the observer's CPU, ns.
+func (s *Sample) SysCPUPerOp() float64 {
+	if s.Loadgen.Ops <= 0 || s.LoadSysNs <= 0 {
+		return 0
+	}
+	cpu := s.LoadSysNs
+	if s.Probe != nil {
+		cpu += s.Probe.AgentCPUNs
+	}
+	return float64(cpu) / s.Loadgen.Ops
+}
+
 // MachineCPUPerOp is the machine's busy time per operation, ns.
 func (s *Sample) MachineCPUPerOp() float64 {
 	if s.Loadgen.Ops <= 0 || s.MachineBusyNs <= 0 {
@@ -239,6 +252,8 @@ func (c *Cell) Summarize() {
 	c.CPUOverheadPct = stats.EstimateMedian(stats.LatencyOverheadPct(cb, co), c.Seed())
 	mb, mo := c.series((*Sample).MachineCPUPerOp)
 	c.MachineCPUPerOp = stats.EstimateMedian(diffs(mb, mo), c.Seed())
+	sb, so := c.series((*Sample).SysCPUPerOp)
+	c.SysCPUPerOp = stats.EstimateMedian(diffs(sb, so), c.Seed())
 
 	c.PrimaryMetric = "throughput_overhead_pct"
 	primary := CellEstimate(c)

@@ -224,11 +224,12 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string) (s 
 	if obs != nil {
 		metrics = obs.scrape(ctx)
 	}
-	var loadCPU, busy int64
+	var loadCPU, loadSys, busy int64
 	var opened time.Time
 	lg, err := runClient(ctx, m.cfg.LoadgenBin, target, c.Workload, m.load, run.Warmup.D(), run.Duration.D(), func() {
 		s.Start, opened = time.Now().UTC(), time.Now()
-		loadCPU, busy = m.loadCPU(), probe.MachineBusyNs()
+		loadCPU, loadSys = m.loadCPU()
+		busy = probe.MachineBusyNs()
 		if obs != nil {
 			before = obs.snapshot()
 		}
@@ -239,7 +240,8 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string) (s 
 	s.Loadgen = lg
 	s.WindowNs = int64(time.Since(opened))
 	if m.load != nil {
-		s.LoadCPUNs = m.loadCPU() - loadCPU
+		total, sys := m.loadCPU()
+		s.LoadCPUNs, s.LoadSysNs = total-loadCPU, sys-loadSys
 	}
 	s.MachineBusyNs = probe.MachineBusyNs() - busy
 	if obs == nil {
@@ -291,11 +293,11 @@ func diffPrograms(a, b map[uint32]probe.ProgStat) []results.Program {
 	return out
 }
 
-func (m *measurer) loadCPU() int64 {
+func (m *measurer) loadCPU() (total, system int64) {
 	if m.load == nil {
-		return 0
+		return 0, 0
 	}
-	return m.load.UsageNs()
+	return m.load.Usage()
 }
 
 // observer is the observer a cell's arm runs.

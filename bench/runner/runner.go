@@ -148,10 +148,16 @@ func Run(ctx context.Context, cfg Config) (*results.File, error) {
 	}
 	for _, c := range cells {
 		if (c.Arm == matrix.ArmInject || m.observer(c).InjectNs > 0) && c.Observed() && m.nsPerIter == 0 {
-			if m.nsPerIter, err = synth.Calibrate(); err != nil {
-				return file, fmt.Errorf("calibrate the injected cost: %w", err)
+			how := "on inet_sock_set_state, statistics on"
+			if m.nsPerIter, err = synth.CalibrateOnHook(); err != nil {
+				fmt.Fprintf(cfg.Log, "warning: %v; calibrating under BPF_PROG_TEST_RUN instead\n", err)
+				how = "BPF_PROG_TEST_RUN"
+				if m.nsPerIter, err = synth.Calibrate(); err != nil {
+					return file, fmt.Errorf("calibrate the injected cost: %w", err)
+				}
 			}
-			fmt.Fprintf(cfg.Log, "injected cost: %.3f ns per loop iteration (BPF_PROG_TEST_RUN)\n", m.nsPerIter)
+			file.Meta.InjectNsPerIteration = m.nsPerIter
+			fmt.Fprintf(cfg.Log, "injected cost: %.3f ns per loop iteration (%s)\n", m.nsPerIter, how)
 		}
 	}
 	if err := m.resolveLoads(ctx, file, cells); err != nil {

@@ -405,3 +405,18 @@ func assertGone(t *testing.T, ids []uint32) {
 		}
 	}
 }
+
+// The calibration on the hook itself gives a cost per iteration, and an
+// Inject sized from it adds about that many ns per connect, as the
+// kernel's own statistics time it.
+func TestCalibrateOnHook(t *testing.T) {
+	privtest.Require(t)
+	ni, err := CalibrateOnHook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(ni > 0) || math.IsInf(ni, 0) {
+		t.Fatalf("ns per iteration %v", ni)
+	}
+	t.Logf("on the hook: %.3f ns per iteration", ni)
+}

@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"os/exec"
+	"syscall"
 	"bufio"
 	"bytes"
 	"fmt"
@@ -44,24 +46,31 @@ func NewCgroup(name string) (*Cgroup, error) {
 // (SysProcAttr.UseCgroupFD).
 func (g *Cgroup) FD() int { return int(g.dir.Fd()) }
 
-// UsageNs is the CPU time the cgroup's processes have used, ns.
-func (g *Cgroup) UsageNs() int64 {
+// Usage is the CPU time the cgroup's processes have used, ns: in all, and
+// in the kernel (system calls, the network stack, the BPF programs run in
+// their context), which an observer's hooks add to and the load's own user
+// space (a Go runtime spinning while partly idle) does not move.
+func (g *Cgroup) Usage() (total, system int64) {
 	data, err := os.ReadFile(filepath.Join(g.Path, "cpu.stat"))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	return parseUsage(data)
 }
 
-func parseUsage(data []byte) int64 {
+func parseUsage(data []byte) (total, system int64) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n * 1000
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "usage_usec":
+			total = n * 1000
+		case "system_usec":
+			system = n * 1000
 		}
 	}
-	return 0
+	return total, system
 }
 
 // Close removes the cgroup once its processes have gone.
@@ -99,4 +108,11 @@ func parseBusy(data []byte) int64 {
 		ticks += n
 	}
 	return ticks * int64(time.Second) / clockTick
+}
+
+// Command returns a command that starts inside g.
+func (g *Cgroup) Command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: g.FD()}
+	return cmd
 }
