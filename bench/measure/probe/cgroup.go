@@ -1,15 +1,15 @@
 package probe
 
 import (
-	"os/exec"
-	"syscall"
 	"bufio"
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/internal/mounts"
