@@ -17,11 +17,23 @@ import (
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/stats"
 )
 
-// Write renders plots, report.md and benchstat.txt for f into dir.
+// Write renders plots, report.md and benchstat.txt for f into dir, and
+// removes the plots an earlier run left there that this one does not
+// draw, so a directory never mixes two runs' figures.
 func Write(f *results.File, dir string) error {
+	old, _ := filepath.Glob(filepath.Join(dir, "*.png"))
 	figs, err := plot.All(f, dir)
 	if err != nil {
 		return err
+	}
+	drawn := map[string]bool{}
+	for _, fig := range figs {
+		drawn[fig.File] = true
+	}
+	for _, p := range old {
+		if !drawn[filepath.Base(p)] {
+			os.Remove(p)
+		}
 	}
 	var b strings.Builder
 	Markdown(&b, f, figs)
@@ -48,7 +60,7 @@ func Markdown(w io.Writer, f *results.File, figs []plot.Figure) {
 	costPerOp(w, f)
 	gatePower(w, f)
 	fmt.Fprintf(w, "## Throughput at saturation\n\n")
-	fmt.Fprintf(w, "Closed loop. Overhead = 1 − observed/baseline throughput, median over rounds (each arm paired with its round's baseline; the order rotates every round), with a 95%% bootstrap CI (seeded). ")
+	fmt.Fprintf(w, "Closed loop. Overhead = 1 − observed/baseline throughput, median over rounds (each arm paired with its round's baseline; the order of the arms changes every round), with a 95%% bootstrap CI (seeded). ")
 	fmt.Fprintf(w, "`~` marks an interval that spans zero: no measurable difference. p is the Mann-Whitney U test of baseline vs observed throughput. ")
 	fmt.Fprintf(w, "Latency columns: change of the observed percentile, positive = slower.\n\n")
 	overheadTable(w, f)
@@ -207,7 +219,7 @@ func costPerOp(w io.Writer, f *results.File) {
 	}
 	fmt.Fprintf(w, "## Cost per operation\n\n")
 	fmt.Fprintf(w, "*Accounted* = BPF run time per operation + the observer's own CPU per operation + the kernel's dispatch of the hooks. BPF run time is timed in a short accounting run after each measured one, with the kernel's statistics on; *net* takes off, run for run, what the floor's empty program on the same hook measures (the statistics' own clock reads), *gross* does not. ")
-	fmt.Fprintf(w, "*Dispatch* is the floor cell's end-to-end cost: empty programs of bench's own on the observer's hooks. The accounted interval covers the parts measured per pair (BPF, observer CPU); the dispatch's own interval is shown beside it. ")
+	fmt.Fprintf(w, "*Dispatch* is the floor cell's end-to-end cost: empty programs of bench's own on the observer's hooks. The accounted interval covers the parts measured per pair (BPF, observer CPU); the dispatch's own interval is shown beside it, and where it reaches below zero the dispatch is unresolved and counts as 0. Cells of a workload without a floor cell take the statistics' per-run time from another workload's floor, and count no dispatch. ")
 	fmt.Fprintf(w, "*End to end* = CPU time per operation of the load (its own cgroup) and the observer, observed − baseline, paired by round. *Unaccounted* = end to end − accounted: cache effects and whatever else the observer's presence costs. ns per operation, median [95%% CI].\n\n")
 	fmt.Fprintf(w, "| cell | accounted | BPF net (gross) | observer CPU | dispatch | end to end | unaccounted | programs: ns per run × runs per op |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n%s\n\n", strings.Join(lines, "\n"))
 }

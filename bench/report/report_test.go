@@ -106,3 +106,23 @@ func atof(t *testing.T, b []byte) float64 {
 	}
 	return v
 }
+
+// A report written into a directory an earlier run used leaves none of
+// that run's figures behind.
+func TestWriteRemovesStalePlots(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "overhead_rr-64_perf.png")
+	if err := os.WriteFile(stale, []byte("an earlier run's plot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := resultstest.File("6.18.0", 1, resultstest.Curve(6, 2, 0.5, 0.02, 6)...)
+	if err := Write(f, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("%s kept: %v", stale, err)
+	}
+	if pngs, _ := filepath.Glob(filepath.Join(dir, "*.png")); len(pngs) < 5 {
+		t.Errorf("only %d plots drawn", len(pngs))
+	}
+}

@@ -1,6 +1,7 @@
 package results
 
 import (
+	"cmp"
 	"sort"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/bench/matrix"
@@ -167,12 +168,13 @@ func (c *Cell) PrimarySamples() []float64 {
 // shows what the gate, which compares cells on the same hooks, can resolve.
 func (f *File) Summarize() {
 	floors := map[string]*Cell{}
+	var anyFloor *Cell
 	for i := range f.Cells {
 		c := &f.Cells[i]
 		c.floorNs = nil
 		c.Summarize()
 		if c.Arm == matrix.ArmFloor && len(c.Observed) > 0 {
-			floors[c.Workload] = c
+			floors[c.Workload], anyFloor = c, c
 		}
 	}
 	for i := range f.Cells {
@@ -181,13 +183,20 @@ func (f *File) Summarize() {
 			continue
 		}
 		c.DispatchPerOpNs, c.DispatchCI = 0, stats.Estimate{}
-		if fl := floors[c.Workload]; fl != nil {
-			c.DispatchPerOpNs = fl.CPUPerOpNs
-			c.DispatchCI = stats.Estimate{Median: fl.CPUPerOpNs, Low: fl.CPUPerOpCILow, High: fl.CPUPerOpCIHigh, N: len(fl.Observed)}
+		// the floor's time per run is the statistics' own, whatever the
+		// workload; its cost per operation is the workload's own
+		fl := floors[c.Workload]
+		if ref := cmp.Or(fl, anyFloor); ref != nil {
 			c.floorNs = map[string]float64{}
 			for prog, floorProg := range f.Meta.FloorOf {
-				c.floorNs[prog] = fl.BPFNsPerRun[floorProg]
+				c.floorNs[prog] = ref.BPFNsPerRun[floorProg]
 			}
+		}
+		if fl != nil {
+			// an interval that reaches below zero leaves the dispatch
+			// unresolved, not negative: it counts as 0 in the sum
+			c.DispatchPerOpNs = max(0, fl.CPUPerOpNs)
+			c.DispatchCI = stats.Estimate{Median: fl.CPUPerOpNs, Low: fl.CPUPerOpCILow, High: fl.CPUPerOpCIHigh, N: len(fl.Observed)}
 		}
 		c.summarizeAccounted()
 	}

@@ -19,14 +19,16 @@ func Kernel() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// Commit is `git rev-parse HEAD`, with "-dirty" when the tree has changes.
+// Commit is `git rev-parse HEAD`, with "-dirty" when the code has changes;
+// committed results being rewritten (results/) do not change what is
+// measured.
 func Commit() string {
 	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		c += "-dirty"
 	}
 	return c

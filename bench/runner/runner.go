@@ -1,6 +1,6 @@
 // Package runner measures a profile's cells. It goes round by round: in
 // each round every workload runs its baseline (no observer) and the arm of
-// each of its cells once, in an order rotated by one every round, with the
+// each of its cells once, in an order drawn afresh every round (seeded), with the
 // same settle gap and warm-up before every run, an observer started fresh
 // for every arm that runs one and stopped with SIGTERM after. A cell's
 // figures are paired with the baseline of its own round, so every cell of a

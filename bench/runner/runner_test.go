@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,9 +71,12 @@ func TestRunWithFakeBinaries(t *testing.T) {
 		if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Kernel == "" {
 			t.Fatalf("cell %s: status %s %s, %d/%d samples", c.Key, c.Status, c.Error, len(c.Baseline), len(c.Observed))
 		}
-		// the order rotates: round 1 opens with the baseline, round 2 ends with it
-		if c.Baseline[0].Seq != 0 || c.Baseline[1].Seq != 2 {
-			t.Errorf("%s: baseline at places %d, %d of rounds 1 and 2, want 0 and 2", c.Key, c.Baseline[0].Seq, c.Baseline[1].Seq)
+		// every round runs each arm once, in the order roundOrder draws
+		for r := 0; r < 2; r++ {
+			order := roundOrder(3, r, "crr-64")
+			if c.Baseline[r].Seq != slices.Index(order, 0) {
+				t.Errorf("%s: baseline at place %d of round %d, want %d (order %v)", c.Key, c.Baseline[r].Seq, r+1, slices.Index(order, 0), order)
+			}
 		}
 	}
 	off, on := onDisk.Find("crr-64/none/none/rate=off"), onDisk.Find("crr-64/ringbuf/hash/rate=1")
@@ -338,7 +342,39 @@ func TestResumeContinuesPartialCell(t *testing.T) {
 	}
 	f, _ = results.Load(cfg.OutDir)
 	c = &f.Cells[0]
-	if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Observed[1].Pair != 1 || c.Observed[1].Seq != 0 {
+	if !c.OK() || len(c.Baseline) != 2 || len(c.Observed) != 2 || c.Observed[1].Pair != 1 || c.Observed[1].Seq != slices.Index(roundOrder(2, 1, "crr-64"), 1) {
 		t.Errorf("after resume: status %s, %d/%d samples, second observed pair %d seq %d", c.Status, len(c.Baseline), len(c.Observed), c.Observed[1].Pair, c.Observed[1].Seq)
+	}
+}
+
+// Over the rounds of a run every arm follows several different arms, and
+// every arm takes every place: what ran just before an arm, or its place,
+// cannot bias it the same way every round.
+func TestRoundOrderVariesNeighbours(t *testing.T) {
+	const arms, rounds = 5, 16
+	before := map[int]map[int]bool{}
+	place := map[int]map[int]bool{}
+	for r := 0; r < rounds; r++ {
+		order := roundOrder(arms, r, "crr-64")
+		if got := slices.Sorted(slices.Values(order)); !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
+			t.Fatalf("round %d: %v is not a permutation", r, order)
+		}
+		for i, a := range order {
+			if place[a] == nil {
+				place[a], before[a] = map[int]bool{}, map[int]bool{}
+			}
+			place[a][i] = true
+			if i > 0 {
+				before[a][order[i-1]] = true
+			}
+		}
+	}
+	for a := 0; a < arms; a++ {
+		if len(before[a]) < 3 || len(place[a]) < 4 {
+			t.Errorf("arm %d: after %d different arms, at %d different places in %d rounds", a, len(before[a]), len(place[a]), rounds)
+		}
+	}
+	if !slices.Equal(roundOrder(arms, 3, "crr-64"), roundOrder(arms, 3, "crr-64")) {
+		t.Error("the order is not reproducible")
 	}
 }

@@ -171,6 +171,8 @@ func cmdReport(args []string) error {
 	fs := flag.NewFlagSet("bench report", flag.ContinueOnError)
 	kernels := fs.Bool("kernels", false, "compare results from several kernels (DIRs, default results/kernels/*/bench)")
 	out := fs.String("out", "", "output directory (default: DIR itself; results/kernels for --kernels)")
+	thPct := fs.Float64("threshold", 2, "the gate's threshold for the power table: points of throughput")
+	thNs := fs.Float64("threshold-ns", 200, "the gate's threshold for the power table: ns per operation")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -188,10 +190,17 @@ func cmdReport(args []string) error {
 	if err != nil {
 		return err
 	}
+	// every figure is recomputed from the raw samples, as this bench
+	// computes them
+	f.Summarize()
+	f.Meta.Power = compare.Power(f, compare.Thresholds{Pct: *thPct, Ns: *thNs})
 	if *out == "" {
 		*out = dir
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	if err := results.Save(*out, f); err != nil {
 		return err
 	}
 	if err := report.Write(f, *out); err != nil {

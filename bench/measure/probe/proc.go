@@ -51,14 +51,23 @@ func readStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
+	st, err := parseStat(data)
+	if err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return st, nil
+}
+
+// parseStat reads the fields of /proc/<pid>/stat that Tree and CPUNs use.
+func parseStat(data []byte) (procStat, error) {
 	// the command name may hold spaces and parentheses: fields start after the last ')'
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return procStat{}, fmt.Errorf("unexpected format")
 	}
 	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 13 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+		return procStat{}, fmt.Errorf("too few fields")
 	}
 	var st procStat
 	st.ppid, _ = strconv.Atoi(f[1])
