@@ -112,12 +112,15 @@ func Print(w io.Writer, ch Choice, all []*results.Cell) {
 
 // cost is what the cell's observer spent per operation.
 func cost(c *results.Cell) string {
-	bpf := "BPF not timed (statistics sampled)"
-	if len(c.RunsPerOp) > 0 {
-		bpf = fmt.Sprintf("%.0f ns BPF", c.BPFNsPerOp())
+	mem := fmt.Sprintf("%.1f MiB peak RSS, %.0f events lost", float64(c.AgentPeakRSSBytes)/(1<<20), c.EventsLost)
+	switch a := c.Accounted; {
+	case a.N > 0:
+		return fmt.Sprintf("cost: %.0f ns [%.0f, %.0f] per operation accounted (%.0f ns BPF + %.0f ns observer CPU), %s",
+			a.Median, a.Low, a.High, c.BPFNetPerOpNs, c.AgentCPUPerOpNs, mem)
+	case len(c.RunsPerOp) > 0:
+		return fmt.Sprintf("cost: %.0f ns BPF + %.0f ns agent CPU per operation, %s", c.BPFNsPerOp(), c.AgentCPUPerOpNs, mem)
 	}
-	return fmt.Sprintf("cost: %s + %.0f ns agent CPU per operation, %.1f MiB peak RSS, %.0f events lost",
-		bpf, c.AgentCPUPerOpNs, float64(c.AgentPeakRSSBytes)/(1<<20), c.EventsLost)
+	return fmt.Sprintf("cost: BPF not timed (no accounting run) + %.0f ns agent CPU per operation, %s", c.AgentCPUPerOpNs, mem)
 }
 
 // keeps says what the cell's sample rate thins: only the per-ACK RTT
