@@ -46,6 +46,8 @@ type Config struct {
 	// AfterRound is called after each round is saved (e.g. to refresh the
 	// report).
 	AfterRound func(*results.File)
+	// now is the clock of the time budget (nil: time.Now); tests inject one.
+	now func() time.Time
 }
 
 // ErrCellsFailed is returned (wrapped) when some cells could not be measured.
@@ -139,7 +141,10 @@ func Run(ctx context.Context, cfg Config) (*results.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &measurer{cfg: cfg, begun: time.Now()}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	m := &measurer{cfg: cfg, begun: cfg.now()}
 	if cg, err := probe.NewCgroup(fmt.Sprintf("ebpf-net-obs-bench-%d", os.Getpid())); err != nil {
 		fmt.Fprintf(cfg.Log, "warning: %v: CPU per operation not measured\n", err)
 	} else {
@@ -179,9 +184,9 @@ func Run(ctx context.Context, cfg Config) (*results.File, error) {
 				continue
 			}
 			ran = true
-			begun := time.Now()
+			begun := cfg.now()
 			m.measureRound(ctx, g, round)
-			g.took = time.Since(begun)
+			g.took = cfg.now().Sub(begun)
 			file.Meta.End = time.Now().UTC()
 			for _, cr := range g.cells {
 				cr.rc.End = file.Meta.End
@@ -227,17 +232,26 @@ func Run(ctx context.Context, cfg Config) (*results.File, error) {
 	return file, nil
 }
 
+// MaxRoundsFactor bounds a --ci-target run without --max-time: at most
+// this many times the profile's pairs.
+const MaxRoundsFactor = 10
+
 // wantsRound decides whether workload g runs round r: every workload runs
 // the profile's pairs; past them, with a CI target, one whose cells are not
-// all within it runs another round if the time budget has room for it.
+// all within it runs another round if the time budget has room for it (no
+// budget: up to MaxRoundsFactor times the pairs).
 func (m *measurer) wantsRound(g *workloadRounds, r int) bool {
-	if r < m.cfg.Profile.Run.Pairs {
+	pairs := m.cfg.Profile.Run.Pairs
+	if r < pairs {
 		return true
 	}
 	if m.cfg.CITarget <= 0 {
 		return false
 	}
-	if m.cfg.MaxTime > 0 && time.Since(m.begun)+g.took > m.cfg.MaxTime {
+	if m.cfg.MaxTime > 0 && m.cfg.now().Sub(m.begun)+g.took > m.cfg.MaxTime {
+		return false
+	}
+	if m.cfg.MaxTime <= 0 && r >= MaxRoundsFactor*pairs {
 		return false
 	}
 	for _, cr := range g.active() {

@@ -291,27 +291,31 @@ func TestObserversShareRounds(t *testing.T) {
 
 // --ci-target adds rounds past the profile's pairs until the interval is
 // narrow enough or the time budget is spent; a reachable target adds none.
+// The budget runs on an injected clock that moves 1 s each time it is read.
 func TestCITargetAddsRoundsWithinBudget(t *testing.T) {
-	run := func(target float64, budget time.Duration) int {
+	run := func(pairs int, target float64, budget time.Duration) int {
 		cfg := fakeConfig(t, observedOnly)
-		cfg.Profile.Run.Pairs = stats.MinSignificant
+		cfg.Profile.Run.Pairs = pairs
 		cfg.CITarget, cfg.MaxTime = target, budget
+		var tick time.Time
+		cfg.now = func() time.Time { tick = tick.Add(time.Second); return tick }
 		f, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(f.Cells[0].Observed)
 	}
-	if n := run(1000, time.Minute); n != stats.MinSignificant {
-		t.Errorf("a target met at the profile's pairs: %d rounds, want %d", n, stats.MinSignificant)
+	pairs := stats.MinSignificant
+	if n := run(pairs, 1000, time.Hour); n != pairs {
+		t.Errorf("a target met at the profile's pairs: %d rounds, want %d", n, pairs)
 	}
-	begun := time.Now()
-	n := run(1e-9, 4*time.Second)
-	if n <= stats.MinSignificant {
-		t.Errorf("an unmet target: %d rounds, want more than %d", n, stats.MinSignificant)
+	// every round reads the clock at least twice: a 30 s budget has room
+	// for more rounds than the profile's, and for at most 15
+	if n := run(pairs, 1e-9, 30*time.Second); n <= pairs || n > 15 {
+		t.Errorf("an unmet target within 30 s of the clock: %d rounds, want %d < n <= 15", n, pairs)
 	}
-	if took := time.Since(begun); took > 8*time.Second {
-		t.Errorf("the budget of 4s was not kept: %s", took)
+	if n := run(1, 1e-9, 0); n != MaxRoundsFactor {
+		t.Errorf("an unmet target without a budget: %d rounds, want %d", n, MaxRoundsFactor)
 	}
 }
 
