@@ -79,13 +79,16 @@ type Observer struct {
 }
 
 // ErrPrivileges marks failures that root (or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN) fixes.
-var ErrPrivileges = errors.New("insufficient privileges (run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+var ErrPrivileges = errors.New("insufficient privileges (run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)")
 
 // Load loads, configures and attaches every program. On error nothing stays
 // loaded or attached.
 func Load(o Options) (*Observer, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := CheckCapabilities(); err != nil {
+		return nil, err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		o.Log.Debug("memlock rlimit not raised; relying on memory cgroup accounting", "err", err)

@@ -9,14 +9,16 @@ import (
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/export/otlp"
+	"github.com/ebpf-net-obs/ebpf-net-obs/agent/loader"
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/metadata"
 )
 
 // Setup builds the observer with every optional part the configuration asks
 // for (workload metadata, OTLP export).
 func Setup(ctx context.Context, cfg config.Config, log *slog.Logger) (*Observer, error) {
-	if os.Geteuid() != 0 {
-		log.Warn("not running as root: loading BPF needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN")
+	// Before anything else logs: a missing capability is one line.
+	if err := loader.CheckCapabilities(); err != nil {
+		return nil, err
 	}
 	var opts Options
 	res, err := metadata.New(ctx, metadata.Options{
