@@ -84,7 +84,10 @@ func validPodUID(uid string) bool {
 	}
 	for i := 0; i < len(uid); i++ {
 		c := uid[i]
-		if c == '-' && len(uid) == 36 {
+		if len(uid) == 36 && (i == 8 || i == 13 || i == 18 || i == 23) {
+			if c != '-' {
+				return false
+			}
 			continue
 		}
 		if !isHex(c) {

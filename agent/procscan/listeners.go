@@ -7,6 +7,7 @@ package procscan
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -126,7 +127,12 @@ func parseListening(path string, fn func(inode uint64, port uint16)) bool {
 		return false
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return parseListeningFrom(f, fn)
+}
+
+// parseListeningFrom reads a /proc/net/tcp{,6} table from r.
+func parseListeningFrom(r io.Reader, fn func(inode uint64, port uint16)) bool {
+	sc := bufio.NewScanner(r)
 	sc.Scan() // header
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())

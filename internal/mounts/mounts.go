@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -38,12 +39,14 @@ func Cgroup2From(mountinfo string) (string, error) {
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		// "36 35 98:0 /root /mnt rw,noatime master:1 - cgroup2 cgroup2 rw"
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, postFields := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(postFields) < 1 || postFields[0] != "cgroup2" {
+		// Fields are one space apart. Paths have their spaces, tabs and
+		// newlines escaped but no other white space (\r, \v, U+00A0 stay),
+		// so splitting at any white space would cut such a path in two.
+		// The "-" ending the optional fields comes after the mount point
+		// and options: a root or mount point named "-" is not it.
+		fields := spaceFields(sc.Text())
+		sep := slices.Index(fields[min(5, len(fields)):], "-") + 5
+		if len(fields) < 5 || sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
 			continue
 		}
 		c := cand{point: unescapeMountPath(fields[4]), preference: 2}
@@ -73,6 +76,11 @@ func Cgroup2From(mountinfo string) (string, error) {
 		return "", errors.New("no cgroup2 filesystem is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified, or set the cgroup root explicitly)")
 	}
 	return best.point, nil
+}
+
+// spaceFields splits a mountinfo line at its spaces.
+func spaceFields(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' })
 }
 
 // unescapeMountPath undoes the octal escapes (\040 for space, ...) that

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,12 +63,17 @@ func parseUsage(data []byte) (total, system int64) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), " ")
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		// unsigned microseconds; in ns, past math.MaxInt64 stays there
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		ns := int64(min(n, math.MaxInt64/1000)) * 1000
 		switch k {
 		case "usage_usec":
-			total = n * 1000
+			total = ns
 		case "system_usec":
-			system = n * 1000
+			system = ns
 		}
 	}
 	return total, system
@@ -102,12 +108,14 @@ func parseBusy(data []byte) int64 {
 	if len(f) < 9 || f[0] != "cpu" {
 		return 0
 	}
+	// unsigned ticks, summed and scaled without passing math.MaxInt64
+	const maxTicks = math.MaxInt64 / (int64(time.Second) / clockTick)
 	var ticks int64
 	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += n
+		n, _ := strconv.ParseUint(f[i], 10, 64)
+		ticks += int64(min(n, uint64(maxTicks-ticks)))
 	}
-	return ticks * int64(time.Second) / clockTick
+	return ticks * (int64(time.Second) / clockTick)
 }
 
 // Command returns a command that starts inside g.

@@ -8,6 +8,7 @@ package probe
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,11 +70,14 @@ func parseStat(data []byte) (procStat, error) {
 	if len(f) < 13 {
 		return procStat{}, fmt.Errorf("too few fields")
 	}
-	var st procStat
-	st.ppid, _ = strconv.Atoi(f[1])
-	st.utime, _ = strconv.ParseInt(f[11], 10, 64)
-	st.stime, _ = strconv.ParseInt(f[12], 10, 64)
-	return st, nil
+	// The kernel writes these unsigned: a sign is not /proc/<pid>/stat.
+	ppid, err1 := strconv.ParseUint(f[1], 10, 31)
+	utime, err2 := strconv.ParseUint(f[11], 10, 63)
+	stime, err3 := strconv.ParseUint(f[12], 10, 63)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return procStat{}, fmt.Errorf("bad ppid, utime or stime: %s", strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return procStat{ppid: int(ppid), utime: int64(utime), stime: int64(stime)}, nil
 }
 
 // CPUNs is the CPU time the processes have used, in ns: from each process's
@@ -176,8 +180,9 @@ func parseFDInfo(data []byte) map[string]int64 {
 		if !ok {
 			continue
 		}
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-			out[strings.TrimSpace(k)] = n
+		// fdinfo's numbers are unsigned; anything else is not one of them
+		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 63); err == nil {
+			out[strings.TrimSpace(k)] = int64(n)
 		}
 	}
 	return out
