@@ -29,6 +29,7 @@ type manifests struct {
 	accounts     []corev1.ServiceAccount
 	configMaps   []corev1.ConfigMap
 	namespaces   []corev1.Namespace
+	secrets      []corev1.Secret
 }
 
 // decodeStrict decodes one document into T, rejecting unknown fields: a
@@ -55,37 +56,45 @@ func load(t *testing.T) manifests {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, doc := range bytes.Split(b, []byte("\n---\n")) {
-			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-				continue
-			}
-			where := f + " document " + string(rune('1'+i))
-			var head struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-			}
-			if err := yaml.Unmarshal(doc, &head); err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-			switch head.APIVersion + " " + head.Kind {
-			case "apps/v1 DaemonSet":
-				m.daemonSets = append(m.daemonSets, decodeStrict[appsv1.DaemonSet](t, where, doc))
-			case "rbac.authorization.k8s.io/v1 ClusterRole":
-				m.clusterRoles = append(m.clusterRoles, decodeStrict[rbacv1.ClusterRole](t, where, doc))
-			case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
-				m.bindings = append(m.bindings, decodeStrict[rbacv1.ClusterRoleBinding](t, where, doc))
-			case "v1 ServiceAccount":
-				m.accounts = append(m.accounts, decodeStrict[corev1.ServiceAccount](t, where, doc))
-			case "v1 ConfigMap":
-				m.configMaps = append(m.configMaps, decodeStrict[corev1.ConfigMap](t, where, doc))
-			case "v1 Namespace":
-				m.namespaces = append(m.namespaces, decodeStrict[corev1.Namespace](t, where, doc))
-			default:
-				t.Fatalf("%s: unexpected %s %s (add it to this test)", where, head.APIVersion, head.Kind)
-			}
-		}
+		m.add(t, f, b)
 	}
 	return m
+}
+
+// add decodes the documents of file f, held in b.
+func (m *manifests) add(t *testing.T, f string, b []byte) {
+	t.Helper()
+	for i, doc := range bytes.Split(b, []byte("\n---\n")) {
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		where := f + " document " + string(rune('1'+i))
+		var head struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		switch head.APIVersion + " " + head.Kind {
+		case "apps/v1 DaemonSet":
+			m.daemonSets = append(m.daemonSets, decodeStrict[appsv1.DaemonSet](t, where, doc))
+		case "rbac.authorization.k8s.io/v1 ClusterRole":
+			m.clusterRoles = append(m.clusterRoles, decodeStrict[rbacv1.ClusterRole](t, where, doc))
+		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+			m.bindings = append(m.bindings, decodeStrict[rbacv1.ClusterRoleBinding](t, where, doc))
+		case "v1 ServiceAccount":
+			m.accounts = append(m.accounts, decodeStrict[corev1.ServiceAccount](t, where, doc))
+		case "v1 ConfigMap":
+			m.configMaps = append(m.configMaps, decodeStrict[corev1.ConfigMap](t, where, doc))
+		case "v1 Namespace":
+			m.namespaces = append(m.namespaces, decodeStrict[corev1.Namespace](t, where, doc))
+		case "v1 Secret":
+			m.secrets = append(m.secrets, decodeStrict[corev1.Secret](t, where, doc))
+		default:
+			t.Fatalf("%s: unexpected %s %s (add it to this test)", where, head.APIVersion, head.Kind)
+		}
+	}
 }
 
 func stripComments(doc []byte) []byte {
@@ -104,6 +113,9 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		len(m.accounts) != 1 || len(m.configMaps) != 1 || len(m.namespaces) != 1 {
 		t.Fatalf("want one each of DaemonSet, ClusterRole, ClusterRoleBinding, ServiceAccount, ConfigMap, Namespace; got %d %d %d %d %d %d",
 			len(m.daemonSets), len(m.clusterRoles), len(m.bindings), len(m.accounts), len(m.configMaps), len(m.namespaces))
+	}
+	if len(m.secrets) != 0 {
+		t.Errorf("%d Secrets: the web config Secret is an example, commented out", len(m.secrets))
 	}
 }
 

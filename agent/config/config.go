@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/exporter-toolkit/web"
 	"gopkg.in/yaml.v3"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/runstats"
@@ -24,6 +25,7 @@ import (
 // also its flag name.
 type Config struct {
 	ListenAddress       string        `yaml:"listen-address"`        // serves /metrics and /healthz
+	WebConfigFile       string        `yaml:"web.config.file"`       // exporter-toolkit web config: TLS, client certs, basic auth ("" = plain HTTP)
 	Transport           string        `yaml:"transport"`             // ringbuf | perf
 	MapType             string        `yaml:"map-type"`              // hash | lru_hash | percpu_hash | lru_percpu_hash
 	SampleRate          uint32        `yaml:"sample-rate"`           // keep the RTT samples of 1 in N connections (1 = all)
@@ -92,7 +94,7 @@ func Load(args []string, usage io.Writer) (Config, error) {
 			cliflag.Help(fs, usage)
 			return c, ErrHelp
 		}
-		return c, fmt.Errorf("%w (see --help)", err)
+		return c, fmt.Errorf("%s (see --help)", flatten(err))
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (all settings are --flags; see --help)", fs.Arg(0))
@@ -110,7 +112,7 @@ func Load(args []string, usage io.Writer) (Config, error) {
 		fs2.String("config", "", "")
 		fromFile.bind(fs2)
 		if err := fs2.Parse(args); err != nil {
-			return c, fmt.Errorf("%w (see --help)", err)
+			return c, fmt.Errorf("%s (see --help)", flatten(err))
 		}
 		c = fromFile
 	}
@@ -119,6 +121,7 @@ func Load(args []string, usage io.Writer) (Config, error) {
 
 func (c *Config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddress, "listen-address", c.ListenAddress, "address serving /metrics and /healthz")
+	fs.StringVar(&c.WebConfigFile, "web.config.file", c.WebConfigFile, "Prometheus exporter-toolkit web config file (TLS, client certificates, basic auth) for /metrics and /healthz; empty serves plain HTTP")
 	fs.StringVar(&c.Transport, "transport", c.Transport, "event transport: ringbuf or perf")
 	fs.StringVar(&c.MapType, "map-type", c.MapType, "connection map type: hash, lru_hash, percpu_hash or lru_percpu_hash")
 	fs.Func("sample-rate", fmt.Sprintf("keep the per-ACK RTT samples of 1 in N connections; lifecycle, bytes and totals stay exact (default %d)", c.SampleRate), func(s string) error {
@@ -178,6 +181,11 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
 		bad("listen-address", "%q is not host:port (e.g. :9095)", c.ListenAddress)
 	}
+	if c.WebConfigFile != "" {
+		if err := validateWebConfig(c.WebConfigFile); err != nil {
+			bad("web.config.file", "%v", err)
+		}
+	}
 	if !oneOf(c.Transport, Transports) {
 		bad("transport", "%q is not one of %s", c.Transport, strings.Join(Transports, ", "))
 	}
@@ -231,6 +239,26 @@ func (c *Config) Validate() error {
 	}
 	return errors.New(strings.Join(msgs, "; "))
 }
+
+// webConfigDocs is where the web config format is described.
+const webConfigDocs = "https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md"
+
+// validateWebConfig checks the web config file the way serving it will
+// read it (YAML, users' bcrypt hashes, the certificate and key files), so a
+// mistake stops the observer at start, not at the first scrape.
+func validateWebConfig(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%q: %s (point it at an existing web config file, or leave it empty for plain HTTP)", path, strings.Join(strings.Fields(err.Error()), " "))
+	}
+	if err := web.Validate(path); err != nil {
+		return fmt.Errorf("%q: %s (fix the file: the format is the Prometheus exporter-toolkit web config, %s)", path, strings.Join(strings.Fields(err.Error()), " "), webConfigDocs)
+	}
+	return nil
+}
+
+// flatten is err's message on one line: the flag package quotes nothing,
+// so a newline inside an argument would split the message.
+func flatten(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 func oneOf(s string, set []string) bool {
 	for _, v := range set {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-net-obs/ebpf-net-obs/agent/config"
@@ -249,12 +250,16 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := ob.serveHTTP(srv, ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve metrics: %w", err)
 		}
 	}()
-	ob.log.Info("observer running", "listen", ln.Addr().String(), "transport", ob.cfg.Transport,
-		"map_type", ob.cfg.MapType, "sample_rate", ob.cfg.SampleRate)
+	running := []any{"listen", ln.Addr().String(), "transport", ob.cfg.Transport,
+		"map_type", ob.cfg.MapType, "sample_rate", ob.cfg.SampleRate}
+	if ob.cfg.WebConfigFile != "" {
+		running = append(running, "web_config_file", ob.cfg.WebConfigFile)
+	}
+	ob.log.Info("observer running", running...)
 
 	var runErr error
 	select {
@@ -268,6 +273,23 @@ func (ob *Observer) Serve(ctx context.Context, ln net.Listener) error {
 	ob.closeEvents() // unblocks the read loop
 	wg.Wait()
 	return errors.Join(runErr, ob.Close())
+}
+
+// serveHTTP serves srv on ln: plain HTTP without --web.config.file, else
+// as the exporter-toolkit's web config says (TLS, client certificates,
+// basic auth, for every path). The toolkit reads the file again for each
+// connection and request, so renewed certificates and changed users take
+// effect without a restart.
+func (ob *Observer) serveHTTP(srv *http.Server, ln net.Listener) error {
+	if ob.cfg.WebConfigFile == "" {
+		return srv.Serve(ln)
+	}
+	// Failed handshakes (a client without the certificate, a TCP probe,
+	// plain HTTP) are the client's to report: debug lines here, not the
+	// standard logger's unstructured ones.
+	srv.ErrorLog = slog.NewLogLogger(ob.log.Handler(), slog.LevelDebug)
+	path := ob.cfg.WebConfigFile
+	return web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &path}, ob.log)
 }
 
 // Handler serves /metrics and /healthz (200 "ok", or 503 and the reason:

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Parse parses args into fs without letting the flag package write. On
@@ -21,7 +22,9 @@ func Parse(fs *flag.FlagSet, args []string, out io.Writer) error {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w (see '%s --help')", fs.Name(), err, fs.Name())
+		// one line, whatever the argument held (the flag package quotes
+		// nothing: a newline in an argument would split the message)
+		return fmt.Errorf("%s: %s (see '%s --help')", fs.Name(), strings.Join(strings.Fields(err.Error()), " "), fs.Name())
 	}
 	return nil
 }
