@@ -14,7 +14,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # wait for another apt (an unattended upgrade, a second make) instead of failing
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: all build generate vmlinux test fmt-check vet lint-workflows check-generated unit bench bench-sampling bench-target bench-smoke bench-compare bench-gate bench-noise calibrate vmtest deps-build deps-test mounts clean
+.PHONY: all build generate vmlinux test fmt-check vet lint-workflows check-generated unit fuzz-short bench bench-sampling bench-target bench-smoke bench-compare bench-gate bench-noise calibrate vmtest deps-build deps-test mounts clean
 
 all: build
 
@@ -77,7 +77,30 @@ unit:
 	$(GO) test -race -p 1 -count=1 $(RACE_PKGS)
 	$(GO) test -p 1 -count=1 $$($(GO) list ./... | grep -v -e /agent/conntrack -e /agent/reader -e /agent/export -e /agent/config -e /loadgen -e /bench)
 
-test: deps-test mounts fmt-check vet lint-workflows check-generated build unit
+# Every parser of outside input has a fuzz target (in its package's
+# fuzz_test.go, seed corpus in testdata/fuzz/<target>/); here each runs for
+# FUZZTIME, one after another. A failure leaves its input in the package's
+# testdata/fuzz/<target>/: commit it with the fix, as a regression test.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := \
+	./agent/config:FuzzConfigYAML ./agent/config:FuzzConfigFlags \
+	./agent/reader:FuzzDecode ./agent/reader:FuzzBatch \
+	./agent/conntrack:FuzzTableRecords \
+	./agent/metadata:FuzzParseCgroupPath ./agent/metadata:FuzzParseProcCgroup ./agent/metadata:FuzzParsePodLogDirName \
+	./agent/procscan:FuzzParseListening ./agent/procscan:FuzzListeningRoundTrip \
+	./bench/measure/probe:FuzzParseStat ./bench/measure/probe:FuzzStatRoundTrip \
+	./bench/measure/probe:FuzzParseFDInfo ./bench/measure/probe:FuzzFDInfoRoundTrip \
+	./bench/measure/probe:FuzzParseUsage ./bench/measure/probe:FuzzUsageRoundTrip \
+	./bench/measure/probe:FuzzParseBusy ./bench/measure/probe:FuzzBusyRoundTrip \
+	./bench/measure/probe:FuzzParseMetrics \
+	./internal/mounts:FuzzCgroup2From ./internal/mounts:FuzzMountinfoRoundTrip ./internal/mounts:FuzzUnescapeMountPath
+fuzz-short:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$name ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+test: deps-test mounts fmt-check vet lint-workflows check-generated build unit fuzz-short
 
 ## Bench and kernels --------------------------------------------------------
 bench: deps-test mounts build
