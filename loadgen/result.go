@@ -8,7 +8,7 @@ import (
 )
 
 // Result is what `loadgen client --json` prints: one JSON object. The first
-// seven fields are the contract in SPEC.md; the rest describe the run so a
+// seven fields are the contract users script against (docs/loadgen.md); the rest describe the run so a
 // result file stands on its own.
 type Result struct {
 	Mode          Mode    `json:"mode"`

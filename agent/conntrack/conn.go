@@ -124,7 +124,7 @@ func (c *Conn) Labels() []string {
 	return c.makeLabels()
 }
 
-// ConnLabelNames are the per-connection labels fixed by SPEC.md.
+// ConnLabelNames are the per-connection labels fixed by the project's contract (docs/metrics.md).
 var ConnLabelNames = []string{"src_ip", "src_port", "dst_ip", "dst_port", "pid", "process_name", "container_id", "pod", "namespace"}
 
 func (c *Conn) makeLabels() []string {

@@ -136,7 +136,7 @@ func MatchesPrefix(release, prefix string) bool {
 
 // Resolve picks the newest generic amd64 image whose release starts with
 // prefix. Between the signed and "-unsigned" package of one release it takes
-// the unsigned one (what PLATFORM.md found to boot; both carry the same image).
+// the unsigned one (the one seen to boot under virtme-ng here; both carry the same image).
 func Resolve(pkgs []Package, prefix string) (Candidate, error) {
 	var best Candidate
 	found := false

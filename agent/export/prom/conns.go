@@ -13,7 +13,7 @@ import (
 
 const ns = "ebpf_net_obs"
 
-// ConnCollector exports one series set per connection (SPEC.md names).
+// ConnCollector exports one series set per connection (names fixed by the project's contract, docs/metrics.md).
 type ConnCollector struct {
 	table                        *conntrack.Table
 	sent, received, retrans, rtt *prometheus.Desc

@@ -115,7 +115,7 @@ func oneLine(s string) bool {
 	return strings.HasPrefix(s, "loadgen: ") && strings.Count(s, "\n") == 1 && strings.HasSuffix(s, "\n")
 }
 
-// checkSchema holds the output to SPEC.md's field names and to JSON types: the
+// checkSchema holds the output to the documented field names (docs/loadgen.md) and to JSON types: the
 // bench tool and users' scripts depend on both.
 func checkSchema(t *testing.T, out string) {
 	t.Helper()
