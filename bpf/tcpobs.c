@@ -20,8 +20,8 @@
 //   raw_tracepoint/flush_closes         never attached: run by user space on a CPU to
 //                                       send that CPU's partial batch of close records
 // Raw tracepoints are used instead of perf-event tracepoints because they do
-// not copy the trace record before the program runs (PLATFORM.md measured the
-// copy at 2.5-4% of connection churn on its own). The loader prefers the
+// not copy the trace record before the program runs (on connection churn
+// that copy alone is a visible share of the cost). The loader prefers the
 // tp_btf twin of set_state: its socket pointer is BTF-typed, so socket fields
 // are plain loads instead of one bpf_probe_read_kernel call each.
 #include "vmlinux.h"
