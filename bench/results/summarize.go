@@ -45,28 +45,22 @@ func (c *Cell) Seed() uint64 {
 
 // CPUPerOp is a sample's CPU time per operation, ns: the load's and the
 // observer's (0 where no observer ran).
-func (s *Sample) CPUPerOp() float64 {
-	if s.Loadgen.Ops <= 0 || s.LoadCPUNs <= 0 {
-		return 0
-	}
-	cpu := s.LoadCPUNs
-	if s.Probe != nil {
-		cpu += s.Probe.AgentCPUNs
-	}
-	return float64(cpu) / s.Loadgen.Ops
-}
+func (s *Sample) CPUPerOp() float64 { return s.perOpWithObserver(s.LoadCPUNs) }
 
 // SysCPUPerOp is a sample's kernel CPU time of the load per operation plus
 // the observer's CPU, ns.
-func (s *Sample) SysCPUPerOp() float64 {
-	if s.Loadgen.Ops <= 0 || s.LoadSysNs <= 0 {
+func (s *Sample) SysCPUPerOp() float64 { return s.perOpWithObserver(s.LoadSysNs) }
+
+// perOpWithObserver is (load + the observer's CPU) per operation; 0 when
+// the load's time was not measured.
+func (s *Sample) perOpWithObserver(loadNs int64) float64 {
+	if s.Loadgen.Ops <= 0 || loadNs <= 0 {
 		return 0
 	}
-	cpu := s.LoadSysNs
 	if s.Probe != nil {
-		cpu += s.Probe.AgentCPUNs
+		loadNs += s.Probe.AgentCPUNs
 	}
-	return float64(cpu) / s.Loadgen.Ops
+	return float64(loadNs) / s.Loadgen.Ops
 }
 
 // MachineCPUPerOp is the machine's busy time per operation, ns.

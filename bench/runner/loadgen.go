@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,13 +28,10 @@ type server struct {
 // inCgroup starts cmd inside cg (nil: where bench runs), so the load's CPU
 // time is read from the cgroup's own counter.
 func inCgroup(cmd *exec.Cmd, cg *probe.Cgroup) *exec.Cmd {
-	if cg != nil {
-		if cmd.SysProcAttr == nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{}
-		}
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.FD()
+	if cg == nil {
+		return cmd
 	}
-	return cmd
+	return cg.Into(cmd)
 }
 
 // pin keeps process pid on one CPU: the first for the server, the last for

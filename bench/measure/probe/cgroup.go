@@ -118,9 +118,12 @@ func parseBusy(data []byte) int64 {
 	return ticks * (int64(time.Second) / clockTick)
 }
 
-// Command returns a command that starts inside g.
-func (g *Cgroup) Command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: g.FD()}
+// Into makes cmd start inside g (clone3 into the cgroup: no moment
+// outside it), and returns it.
+func (g *Cgroup) Into(cmd *exec.Cmd) *exec.Cmd {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, g.FD()
 	return cmd
 }

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func TestCgroupChargesItsProcesses(t *testing.T) {
 	defer g.Close()
 	total0, sys0 := g.Usage()
 	// a child that spends its time in system calls
-	cmd := g.Command("sh", "-c", "i=0; while [ $i -lt 3000 ]; do cat /proc/self/stat >/dev/null; i=$((i+1)); done")
+	cmd := g.Into(exec.Command("sh", "-c", "i=0; while [ $i -lt 3000 ]; do cat /proc/self/stat >/dev/null; i=$((i+1)); done"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
