@@ -3,6 +3,7 @@
 //	loadgen server --listen ADDR
 //	loadgen client --mode stream|rr|crr --target ADDR --duration D --concurrency N
 //	               [--size BYTES] [--rate OPS] [--warmup D] [--source IP] [--json]
+//	loadgen hold --conns N [--per-process N] [--listen IP] [--trickle D] [--duration D] [--json]
 //
 // Exit status: 0 success, 1 runtime failure (e.g. unreachable target), 2 bad usage.
 package main
@@ -30,6 +31,7 @@ const usage = `usage:
   loadgen client --mode stream|rr|crr --target ADDR --duration D --concurrency N
                  [--size BYTES] [--rate OPS] [--warmup D] [--source IP] [--timeout D] [--json]
                  [--cpuprofile FILE]
+  loadgen hold --conns N [--per-process N] [--listen IP] [--trickle D] [--duration D] [--json]
 `
 
 // usageError is a command-line mistake: exit status 2.
@@ -52,18 +54,22 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"missing command: want 'server' or 'client' (loadgen --help)"}
+		return usageError{"missing command: want 'server', 'client' or 'hold' (loadgen --help)"}
 	}
 	switch args[0] {
 	case "server":
 		return server(args[1:])
 	case "client":
 		return client(args[1:], stdout)
+	case "hold":
+		return hold(args[1:], stdout)
+	case "hold-worker": // a process `loadgen hold` starts
+		return holdWorkerMain(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usageError{fmt.Sprintf("unknown command %q: want 'server' or 'client'", args[0])}
+	return usageError{fmt.Sprintf("unknown command %q: want 'server', 'client' or 'hold'", args[0])}
 }
 
 // parse parses fs quietly and turns every failure into one usage line.

@@ -177,3 +177,44 @@ func checkSchema(t *testing.T, out string) {
 		t.Errorf("decoded %+v", res)
 	}
 }
+
+// TestHoldSpreadsOverProcesses holds more connections than one process is
+// given and checks, from the JSON lines, that every one was opened in the
+// expected number of processes and that the trickle balanced.
+func TestHoldSpreadsOverProcesses(t *testing.T) {
+	bin := binary(t)
+	out, errOut, code := execute(t, bin, "hold", "--conns", "2500", "--per-process", "1000",
+		"--trickle", "200ms", "--duration", "1s", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a ready and a done line, got %q", out)
+	}
+	var ready, done struct {
+		State         string  `json:"state"`
+		Conns         int     `json:"conns"`
+		Sockets       int     `json:"sockets"`
+		Processes     int     `json:"processes"`
+		BytesSent     uint64  `json:"bytes_sent"`
+		BytesReceived uint64  `json:"bytes_received"`
+		HeldSec       float64 `json:"held_s"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &ready); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &done); err != nil {
+		t.Fatal(err)
+	}
+	if ready.State != "ready" || ready.Processes != 3 || ready.Sockets != 5000 {
+		t.Errorf("ready line %+v: want 3 processes holding 5000 sockets", ready)
+	}
+	// The holders' own totals: 2500 connections, one byte each per 200 ms.
+	if done.State != "done" || done.Conns != 2500 || done.BytesSent < 2500*4 || done.BytesReceived != done.BytesSent {
+		t.Errorf("done line %+v: want 2500 connections, at least 10000 bytes trickled, all received", done)
+	}
+	if _, errOut, code := execute(t, bin, "hold", "--conns", "10", "--listen", "10.0.0.1"); code != 2 || !strings.Contains(errOut, "loopback") {
+		t.Errorf("non-loopback listen: exit %d, %q; want 2 and a line naming loopback", code, errOut)
+	}
+}
