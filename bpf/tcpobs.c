@@ -567,21 +567,28 @@ static long refresh_live(void *map, __u64 *key, struct conn_state *st, void *unu
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	if (__builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport)) != st->dport)
 		return 0;
+	__u16 num = BPF_CORE_READ(sk, __sk_common.skc_num);
 	// An active open's source port is bound right after the transition
 	// that created its entry (0 again once the socket is closed), and its
 	// establishment is seen here first.
 	if (!st->sport)
-		st->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		st->sport = num;
 	// Past ESTABLISHED the counters include a FIN's sequence number; the
 	// exact totals come at CLOSE, so live values stop here.
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED ||
-	    BPF_CORE_READ(sk, __sk_common.skc_num) != st->sport)
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED || num != st->sport)
 		return 0;
-	st->flags |= FLAG_ESTABLISHED;
 	// What the close record will count (sent less retransmitted), so the
 	// live value never runs ahead of the final one.
-	st->sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
-	st->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	__u64 sent = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	// Most open connections are idle between flushes: their RTT and window
+	// cannot have moved without data either way, so their colder cache
+	// lines are not read (retransmissions are counted by their own hook).
+	if ((st->flags & FLAG_ESTABLISHED) && sent == st->sent && received == st->bytes_received)
+		return 0;
+	st->flags |= FLAG_ESTABLISHED;
+	st->sent = sent;
+	st->bytes_received = received;
 	st->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	st->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
 	st->total_retrans = BPF_CORE_READ(tp, total_retrans);

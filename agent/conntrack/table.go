@@ -41,6 +41,7 @@ type Table struct {
 	slab          []Conn // Conns are carved from chunks: one allocation per 256 connections
 	series        int
 	flushes       uint64              // passes begun
+	seen          int                 // open connections the current pass has seen
 	complete      uint64              // the last pass whose walk read the whole map
 	procs         map[[16]byte]string // interned command names
 	free          []*Conn
@@ -163,11 +164,16 @@ func (t *Table) Flush(walk Walk) (int, error) {
 	defer t.mu.Unlock()
 	t.flushes++
 	t.ctr.Snapshots++
+	t.seen = 0
 	n, err := walk(t.observe)
 	if err != nil {
 		return n, err
 	}
-	t.retireUnseen()
+	// Every open connection seen by this pass: none to retire, no need to
+	// look at each.
+	if t.seen < len(t.open) {
+		t.retireUnseen()
+	}
 	t.complete = t.flushes
 	return n, nil
 }
@@ -180,6 +186,12 @@ func (t *Table) observe(sk uint64, s *State) {
 		return
 	}
 	c := t.open[sk]
+	if c != nil && c.key.start == s.StartNs && unchanged(c, s) {
+		// Most open connections are idle between flushes.
+		c.seenFlush = t.flushes
+		t.seen++
+		return
+	}
 	if c != nil && c.key.start != s.StartNs && s.StartNs != 0 && c.key.start != 0 {
 		// The socket address was reused and the old one's close record
 		// was lost: retire it with what was last seen.
@@ -201,6 +213,7 @@ func (t *Table) observe(sk uint64, s *State) {
 		t.fill(c, s)
 	}
 	c.seenFlush = t.flushes
+	t.seen++
 	if s.Flags&FlagEstablished != 0 && s.Sent >= s.AckedBase {
 		c.BytesSent = max(c.BytesSent, s.Sent-s.AckedBase)
 		c.BytesReceived = max(c.BytesReceived, s.BytesReceived)
@@ -212,6 +225,17 @@ func (t *Table) observe(sk uint64, s *State) {
 	}
 	t.mergeRTT(c, s)
 	t.account(c)
+}
+
+// unchanged reports whether applying s to c would change nothing: every
+// field observe reads is what c already holds.
+func unchanged(c *Conn, s *State) bool {
+	return c.PID != 0 && c.SrcPort == s.Sport && c.Flags|s.Flags == c.Flags &&
+		s.Flags&FlagEstablished != 0 && s.Sent >= s.AckedBase &&
+		c.BytesSent == s.Sent-s.AckedBase && c.BytesReceived == s.BytesReceived &&
+		c.Retransmits == max(uint64(s.Retransmits), uint64(s.TotalRetrans)) &&
+		c.RTTSamples == uint64(s.RttSamples) &&
+		(s.SrttUs == 0 || c.SRTT == time.Duration(s.SrttUs)*time.Microsecond && c.Cwnd == s.SndCwnd)
 }
 
 func (t *Table) mergeRTT(c *Conn, s *State) {

@@ -202,15 +202,28 @@ func TestFailedFlushKeepsObserverRunning(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		var last, cpu float64
+		var flushes uint64
+		var wall float64
 		for _, mf := range mfs {
-			if mf.GetName() == "ebpf_net_obs_last_flush_timestamp_seconds" {
-				if v := mf.GetMetric()[0].GetGauge().GetValue(); v < float64(time.Now().Add(-time.Minute).Unix()) {
-					return fmt.Errorf("last_flush_timestamp_seconds %v after a successful flush", v)
-				}
-				return nil
+			switch mf.GetName() {
+			case "ebpf_net_obs_last_flush_timestamp_seconds":
+				last = mf.GetMetric()[0].GetGauge().GetValue()
+			case "ebpf_net_obs_flush_cpu_seconds_total":
+				cpu = mf.GetMetric()[0].GetCounter().GetValue()
+			case "ebpf_net_obs_flush_duration_seconds":
+				h := mf.GetMetric()[0].GetHistogram()
+				flushes, wall = h.GetSampleCount(), h.GetSampleSum()
 			}
 		}
-		return errors.New("no ebpf_net_obs_last_flush_timestamp_seconds")
+		if last < float64(time.Now().Add(-time.Minute).Unix()) {
+			return fmt.Errorf("last_flush_timestamp_seconds %v after a successful flush", last)
+		}
+		// Failed flushes cost too; one thread's CPU cannot exceed its wall time.
+		if flushes < 2 || cpu <= 0 || cpu > wall+0.001 {
+			return fmt.Errorf("flush cost: %d flushes, %.6fs wall, %.6fs CPU; want the failed and the next one, CPU within wall", flushes, wall, cpu)
+		}
+		return nil
 	})
 	step("a close record", func() error {
 		before := ob.Table.Counters().Closes

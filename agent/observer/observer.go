@@ -69,6 +69,10 @@ type Observer struct {
 	mapType  ebpf.MapType
 	extra    []func() error // closers of optional parts (OTLP, metadata)
 	closeEv  sync.Once
+	// What flushes cost: wall time, and CPU time of the flushing thread
+	// (the kernel's refresh and map reads run in its system calls).
+	flushSeconds    prometheus.Histogram
+	flushCPUSeconds prometheus.Counter
 	// kernMu keeps Close from unloading programs under a scrape that a slow
 	// client kept running past the server's shutdown timeout.
 	kernMu sync.RWMutex
@@ -157,8 +161,15 @@ func New(cfg config.Config, log *slog.Logger, o Options) (*Observer, error) {
 		Retention: cfg.CloseRetention, MaxSeries: cfg.MaxConnectionSeries,
 		Resolver: o.Resolver, Now: o.Now, KtimeToWall: ktimeToWall(),
 	})
+	ob.flushSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "ebpf_net_obs_flush_duration_seconds", Help: "Wall time of each flush of the kernel's connection map (refresh, read, apply).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	ob.flushCPUSeconds = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ebpf_net_obs_flush_cpu_seconds_total", Help: "CPU time of the flushes (user and system, the kernel's refresh and map reads included).",
+	})
 	ob.Registry = prometheus.NewRegistry()
-	ob.Registry.MustRegister(
+	ob.Registry.MustRegister(ob.flushSeconds, ob.flushCPUSeconds,
 		prom.NewConnCollector(ob.Table),
 		prom.NewRollupCollector(ob.Table),
 		guarded{ob, prom.NewSelfCollector(ob, map[string]string{
@@ -379,6 +390,15 @@ func (ob *Observer) flushLoop(ctx context.Context) {
 // flush tries again, and /healthz turns 503 once flushes have failed for
 // its limit.
 func (ob *Observer) Flush() error {
+	// The thread's own CPU clock counts the flush only if the flush stays
+	// on one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start, cpu0 := time.Now(), threadCPU()
+	defer func() {
+		ob.flushSeconds.Observe(time.Since(start).Seconds())
+		ob.flushCPUSeconds.Add(max(0, threadCPU()-cpu0))
+	}()
 	if err := ob.kern.RefreshLive(); err != nil {
 		ob.log.Warn("live counters not refreshed", "err", err)
 	}
@@ -397,6 +417,15 @@ func (ob *Observer) Flush() error {
 		ob.log.Info("flush recovered")
 	}
 	return nil
+}
+
+// threadCPU is the calling thread's CPU time in seconds.
+func threadCPU() float64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return float64(ts.Nano()) / 1e9
 }
 
 // KernelCounters sums the programs' per-CPU counters.

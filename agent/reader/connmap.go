@@ -24,7 +24,8 @@ type ConnMap struct {
 	batch  bool
 }
 
-const batchSize = 512
+// Entries per read system call: fewer calls per flush at scale (1 MiB of buffer).
+const batchSize = 4096
 
 // NewConnMap reads m; percpu says whether m keeps a value per CPU.
 func NewConnMap(m *ebpf.Map, percpu bool) (*ConnMap, error) {
