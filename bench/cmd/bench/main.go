@@ -6,6 +6,7 @@
 //	bench compare OLD NEW [--threshold PCT] [--format table|benchstat]
 //	bench tune --budget PCT [--results DIR] [--workload crr]
 //	bench profiles
+//	bench soak [--duration 30m] [--rate 2000] [--hold 5000] [--sample 5s] [--out DIR]
 //
 // See docs/bench.md.
 package main
@@ -27,6 +28,7 @@ const usage = `usage:
   bench compare OLD NEW [--threshold PCT] [--format table|benchstat]
   bench tune --budget PCT [--results DIR] [--workload crr]
   bench profiles                              list the embedded profiles
+  bench soak [--duration 30m] [--rate 2000] [--hold 5000] [--sample 5s] [--out DIR]   steady state: growth and exactness
 `
 
 // errUsage makes main exit 2.
@@ -44,6 +46,7 @@ func main() {
 	}
 	cmds := map[string]func([]string) error{
 		"run": cmdRun, "report": cmdReport, "compare": cmdCompare, "tune": cmdTune, "profiles": cmdProfiles,
+		"soak": cmdSoak,
 	}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {
