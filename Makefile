@@ -14,7 +14,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # wait for another apt (an unattended upgrade, a second make) instead of failing
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: all build generate vmlinux test fmt-check vet lint-workflows check-generated unit fuzz-short bench bench-sampling bench-target bench-smoke bench-compare bench-gate bench-noise calibrate vmtest deps-build deps-test mounts clean
+.PHONY: all build generate vmlinux test fmt-check vet lint-workflows check-generated unit fuzz-short bench bench-sampling bench-target bench-smoke bench-compare bench-gate bench-noise bench-scale soak calibrate vmtest deps-build deps-test mounts clean
 
 all: build
 
@@ -132,6 +132,15 @@ bench-gate: deps-test mounts build
 # what makes a pair noisy here: four ways of loading the machine side by side (~10 min)
 bench-noise: deps-test mounts build
 	$(BIN)/bench run --profile noise --out results/noise
+
+# cost vs open connections (0..100k sockets) and vs connection rate (~17 min)
+bench-scale: deps-test mounts build
+	$(BIN)/bench run --profile scale --out $${OUT:-results/scale}
+
+# one observer for SOAK (30m) under steady churn: exit 1 when memory, map
+# entries, series, goroutines or fds grow, or its byte counters drift
+soak: deps-test mounts build
+	$(BIN)/bench soak --duration $${SOAK:-30m} --out $${OUT:-results/soak}
 
 # loadgen against iperf3, sockperf and a C connect loop (docs/loadgen.md)
 calibrate: deps-test build

@@ -119,6 +119,10 @@ type Workload struct {
 	// last, instead of leaving both to the scheduler: one of the things
 	// the noise profile compares.
 	Pin bool `yaml:"pin,omitempty" json:"pin,omitempty"`
+	// Hold keeps this many loopback connections open beside the load in
+	// every arm (`loadgen hold`: two sockets each), opened once the arm's
+	// observer runs so it follows them: a node's long-lived connections.
+	Hold int `yaml:"hold,omitempty" json:"hold,omitempty"`
 }
 
 // OpenLoop reports whether the workload offers a fixed rate.

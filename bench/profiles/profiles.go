@@ -1,5 +1,5 @@
 // Package profiles embeds the bench matrices shipped with the binary
-// (smoke, quick, full, sampling, target) so `bench run --profile NAME` needs no files on disk.
+// (smoke, quick, full, sampling, target, scale, ...) so `bench run --profile NAME` needs no files on disk.
 package profiles
 
 import "embed"

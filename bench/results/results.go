@@ -151,6 +151,13 @@ type Probe struct {
 	MapEntries        map[string]float64 `json:"map_entries,omitempty"`
 	MapCapacity       map[string]float64 `json:"map_capacity,omitempty"`
 	Scraped           bool               `json:"scraped"` // the observer's /metrics answered
+	// The observer's flushes in the window: how many, their CPU and wall
+	// time, and its flush-duration histogram's bucket counts (by upper
+	// bound in seconds, cumulative as Prometheus exports them).
+	Flushes      float64            `json:"flushes,omitempty"`
+	FlushCPUNs   float64            `json:"flush_cpu_ns,omitempty"`
+	FlushWallNs  float64            `json:"flush_wall_ns,omitempty"`
+	FlushBuckets map[string]float64 `json:"flush_buckets,omitempty"`
 }
 
 // Sample is one measured run of one arm.
@@ -232,6 +239,13 @@ type Cell struct {
 	MapMemoryBytes    int64              `json:"map_memory_bytes"`
 	MapEntries        map[string]float64 `json:"map_entries,omitempty"`
 	MapCapacity       map[string]float64 `json:"map_capacity,omitempty"`
+	// One flush of the connection map, over the observed runs: CPU per
+	// flush (mean) and wall time quantiles from the observer's histogram.
+	Flushes     float64 `json:"flushes,omitempty"`
+	FlushCPUNs  float64 `json:"flush_cpu_ns,omitempty"`
+	FlushP50Ns  float64 `json:"flush_p50_ns,omitempty"`
+	FlushP99Ns  float64 `json:"flush_p99_ns,omitempty"`
+	HeldSockets int     `json:"held_sockets,omitempty"` // open beside the load (2 per held connection)
 
 	// Cost per operation, end to end: CPU time of the load and the
 	// observer per operation, observed − baseline, paired by round.

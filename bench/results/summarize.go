@@ -282,6 +282,7 @@ func (c *Cell) Primary() stats.Estimate {
 }
 
 func (c *Cell) summarizeProbes() {
+	c.summarizeFlushes()
 	runTime := map[string]uint64{}
 	runs := map[string]uint64{}
 	var ops float64

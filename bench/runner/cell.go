@@ -221,6 +221,20 @@ func (m *measurer) runArm(ctx context.Context, c matrix.Cell, target string) (s 
 		}
 		defer func() { warnings = append(warnings, obs.stop()...) }()
 	}
+	if n := c.Workload.Hold; n > 0 {
+		h, err := startHold(ctx, m.cfg.LoadgenBin, n)
+		if err != nil {
+			return s, warnings, err
+		}
+		defer func() {
+			if err := h.stop(); err != nil {
+				warnings = append(warnings, "loadgen hold: "+err.Error())
+			}
+		}()
+		if err := child.Sleep(ctx, holdSettle(c)); err != nil {
+			return s, warnings, err
+		}
+	}
 	// the same idle gap before every run of every arm: a run after idle
 	// time is slower here, and the observer's start-up must not decide that.
 	// The observer's CPU over the gap is its cost at rest.

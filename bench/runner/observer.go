@@ -283,6 +283,17 @@ func (r *runningObserver) window(a, b snapshot) *results.Probe {
 		p.EventsSampledOut = b.metrics.Sum("ebpf_net_obs_events_sampled_out_total") - a.metrics.Sum("ebpf_net_obs_events_sampled_out_total")
 		p.MapEntries = b.metrics.ByLabel("ebpf_net_obs_map_entries", "map")
 		p.MapCapacity = b.metrics.ByLabel("ebpf_net_obs_map_capacity", "map")
+		const flush = "ebpf_net_obs_flush_duration_seconds"
+		p.Flushes = b.metrics.Sum(flush+"_count") - a.metrics.Sum(flush+"_count")
+		p.FlushWallNs = 1e9 * (b.metrics.Sum(flush+"_sum") - a.metrics.Sum(flush+"_sum"))
+		p.FlushCPUNs = 1e9 * (b.metrics.Sum("ebpf_net_obs_flush_cpu_seconds_total") - a.metrics.Sum("ebpf_net_obs_flush_cpu_seconds_total"))
+		if p.Flushes > 0 {
+			before := a.metrics.ByLabel(flush+"_bucket", "le")
+			p.FlushBuckets = b.metrics.ByLabel(flush+"_bucket", "le")
+			for le := range p.FlushBuckets {
+				p.FlushBuckets[le] -= before[le]
+			}
+		}
 	}
 	return p
 }
