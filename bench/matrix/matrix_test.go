@@ -19,7 +19,7 @@ func TestEmbeddedProfilesLoad(t *testing.T) {
 			t.Errorf("%s: no cells", name)
 		}
 	}
-	if got := Names(); strings.Join(got, ",") != "full,gate,noise,quick,sampling,smoke,target" {
+	if got := Names(); strings.Join(got, ",") != "full,gate,noise,quick,sampling,scale,smoke,target" {
 		t.Errorf("Names() = %v", got)
 	}
 }
@@ -199,5 +199,35 @@ func TestSampleRateJSONIsANumber(t *testing.T) {
 	var r SampleRate
 	if err := r.UnmarshalJSON([]byte(`"off"`)); err != nil || r != Off {
 		t.Errorf(`"off" -> %v %v`, r, err)
+	}
+}
+
+// TestScaleCoversTheAxes: 0, 1k, 10k and 100k open sockets at one rate,
+// and at least three rates with nothing held, every map sized for 100k.
+func TestScaleCoversTheAxes(t *testing.T) {
+	p, err := Load("scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockets := map[int]bool{}
+	rates := map[int]bool{}
+	for _, c := range p.Cells() {
+		if c.MaxConnections < 200000 {
+			t.Errorf("%s: map of %d cannot hold 100k sockets", c.Key(), c.MaxConnections)
+		}
+		if c.Workload.Rate == 5000 {
+			sockets[2*c.Workload.Hold] = true
+		}
+		if c.Workload.Hold == 0 {
+			rates[c.Workload.Rate] = true
+		}
+	}
+	for _, n := range []int{0, 1000, 10000, 100000} {
+		if !sockets[n] {
+			t.Errorf("no cell with %d open sockets at 5000/s", n)
+		}
+	}
+	if len(rates) < 4 || !rates[0] {
+		t.Errorf("rates %v: want at least three open-loop rates and saturation", rates)
 	}
 }

@@ -32,7 +32,7 @@ type Figure struct {
 func All(f *results.File, dir string) ([]Figure, error) {
 	var figs []Figure
 	for _, draw := range []func(*results.File, string) ([]Figure, error){
-		CostPerOp, OverheadCurves, BPFCost, Latency, AgentCPU,
+		CostPerOp, OverheadCurves, BPFCost, Latency, AgentCPU, ScaleCurves,
 	} {
 		got, err := draw(f, dir)
 		if err != nil {

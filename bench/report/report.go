@@ -69,6 +69,7 @@ func Markdown(w io.Writer, f *results.File, figs []plot.Figure) {
 	precision(w, f)
 	bpfStatsCost(w, f)
 	costTable(w, f)
+	scaleTable(w, f)
 	programTable(w, f)
 	problems(w, f)
 	if len(figs) > 0 {
@@ -422,4 +423,42 @@ func problems(w io.Writer, f *results.File) {
 	if len(lines) > 0 {
 		fmt.Fprintf(w, "## Failures and warnings\n\n%s\n\n", strings.Join(lines, "\n"))
 	}
+}
+
+// scaleTable states, per observed cell of a run with held connections or
+// several rates, what grows with the work: CPU per connection, one flush,
+// memory and losses.
+func scaleTable(w io.Writer, f *results.File) {
+	var cells []results.Cell
+	held := false
+	for _, c := range okCells(f) {
+		if c.SampleRate.Observed() && c.Flushes > 0 {
+			cells = append(cells, c)
+			held = held || c.HeldSockets > 0
+		}
+	}
+	if !held {
+		return
+	}
+	fmt.Fprintf(w, "## Cost as the work grows\n\n")
+	fmt.Fprintf(w, "Sockets held open beside the load (`loadgen hold`, opened after the observer started, two flushes before the window) and the connection rate. ")
+	fmt.Fprintf(w, "CPU per connection: load + observer CPU per connection, observed − baseline, median over rounds with a 95%% CI. ")
+	fmt.Fprintf(w, "One flush: the observer's own `ebpf_net_obs_flush_cpu_seconds_total` (mean per flush) and `ebpf_net_obs_flush_duration_seconds` (wall p50/p99), over every observed run.\n\n")
+	fmt.Fprintf(w, "| cell | open sockets | connections/s | CPU per connection added, µs | accounted, µs | flush CPU, ms | flush wall p50 / p99, ms | peak RSS | map memory | events lost |\n")
+	fmt.Fprintf(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, c := range cells {
+		rate := c.OfferedRate
+		if rate == 0 {
+			rate = c.ObservedThroughput.Median
+		}
+		acc := "—"
+		if c.Accounted.N > 0 {
+			acc = fmt.Sprintf("%.2f [%.2f, %.2f]", c.Accounted.Median/1e3, c.Accounted.Low/1e3, c.Accounted.High/1e3)
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.1f [%.1f, %.1f] | %s | %.1f | %.1f / %.1f | %.0f MiB | %.1f MiB | %.0f |\n",
+			c.Label(), c.HeldSockets, rate, c.CPUPerOpNs/1e3, c.CPUPerOpCILow/1e3, c.CPUPerOpCIHigh/1e3, acc,
+			c.FlushCPUNs/1e6, c.FlushP50Ns/1e6, c.FlushP99Ns/1e6,
+			float64(c.AgentPeakRSSBytes)/(1<<20), float64(c.MapMemoryBytes)/(1<<20), c.EventsLost)
+	}
+	fmt.Fprintln(w)
 }
